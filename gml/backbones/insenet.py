@@ -1,0 +1,176 @@
+"""InSE-Net style backbone: Inception blocks + squeeze-and-excitation over gammatone views.
+
+Input is ``[B, 4, 2, bands, T]`` (views L, R, M, S × reference/coded × bands × frames) for any
+``T``; output is a ``[B, out_features]`` feature vector that a distribution head projects to
+its parameters. What is from the papers and what is our choice is written down in
+``docs/architecture.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+#: Named sizes. "paper" is sized to the paper's 15.25 M parameters (with a 2-output head);
+#: "small" is the demo's; "tiny" keeps tests fast.
+PRESETS: dict[str, dict] = {
+    "paper": {"channels": (48, 96, 192, 256), "hidden": (1024, 512), "dropout": 0.1, "stem_stride": 1},
+    "small": {"channels": (16, 32, 48), "hidden": (128, 64), "dropout": 0.0, "stem_stride": 2},
+    "tiny": {"channels": (4, 8), "hidden": (16,), "dropout": 0.0, "stem_stride": 2},
+}
+
+
+class SqueezeExcitation(nn.Module):
+    """Channel re-weighting from globally pooled statistics (Hu et al., 2018).
+
+    Shape:
+        x: ``[N, C, F, T]`` → same shape.
+    """
+
+    def __init__(self, channels: int, reduction: int = 4):
+        super().__init__()
+        inner = max(channels // reduction, 4)
+        self.fc = nn.Sequential(
+            nn.Linear(channels, inner), nn.ReLU(inplace=True), nn.Linear(inner, channels)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = torch.sigmoid(self.fc(x.mean(dim=(2, 3))))
+        return x * w[:, :, None, None]
+
+
+def _conv_bn(c_in: int, c_out: int, kernel: tuple[int, int]) -> nn.Sequential:
+    pad = (kernel[0] // 2, kernel[1] // 2)
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, padding=pad, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class InceptionSE(nn.Module):
+    """Four parallel paths (1×1; 1×1→3×3; 1×1→3×3→3×3 i.e. a 5×5 field; max-pool→1×1), concat,
+    then squeeze-excitation.
+
+    Shape:
+        x: ``[N, c_in, F, T]`` → ``[N, c_out, F, T]``.
+    """
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        q = max(c_out // 4, 1)
+        widths = (c_out - 3 * q, q, q, q)  # sums to c_out exactly
+        self.p1 = _conv_bn(c_in, widths[0], (1, 1))
+        self.p3 = nn.Sequential(_conv_bn(c_in, widths[1], (1, 1)), _conv_bn(widths[1], widths[1], (3, 3)))
+        self.p5 = nn.Sequential(
+            _conv_bn(c_in, widths[2], (1, 1)),
+            _conv_bn(widths[2], widths[2], (3, 3)),
+            _conv_bn(widths[2], widths[2], (3, 3)),
+        )
+        self.pp = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1), _conv_bn(c_in, widths[3], (1, 1)))
+        self.se = SqueezeExcitation(c_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = torch.cat([self.p1(x), self.p3(x), self.p5(x), self.pp(x)], dim=1)
+        return self.se(y)
+
+
+class ViewBranch(nn.Module):
+    """Convolutional trunk for one view: stem, Inception-SE blocks with 2×2 pooling between.
+
+    Shape:
+        x: ``[N, 3, F, T]`` (reference, coded, difference) → ``[N, 2·C_last, F / 2^k]`` after
+        pooling over time with mean and max (so any ``T`` works).
+    """
+
+    def __init__(self, channels: Sequence[int], in_channels: int = 3, stem_stride: int = 1):
+        super().__init__()
+        stem = _conv_bn(in_channels, channels[0], (3, 3))
+        stem[0].stride = (stem_stride, stem_stride)
+        layers: list[nn.Module] = [nn.BatchNorm2d(in_channels), stem]
+        c = channels[0]
+        for c_out in channels:
+            layers += [InceptionSE(c, c_out), nn.MaxPool2d(2, ceil_mode=True)]
+            c = c_out
+        self.trunk = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.trunk(x)
+        return torch.cat([y.mean(dim=3), y.amax(dim=3)], dim=1)
+
+
+class InSENet(nn.Module):
+    """Inception + squeeze-excitation CNN over the L, R, M, S reference/coded spectrograms.
+
+    Each view's reference, coded and their difference form a 3-channel image
+    ``[bands × frames]``; a view branch turns it into a per-band descriptor pooled over time;
+    the four descriptors are concatenated and fully connected layers reduce them to
+    ``out_features`` (the last hidden layer, which the head projects to its parameters).
+
+    Args:
+        preset: Named size from :data:`PRESETS` (``"paper"``, ``"small"``, ``"tiny"``); the other
+            arguments override single fields of it.
+        channels: Output channels of each Inception-SE block (each followed by 2×2 pooling).
+        hidden: Widths of the fully connected layers; the last is ``out_features``.
+        shared_views: One branch shared by the four views (True) or one branch per view.
+        dropout: Dropout before each fully connected layer.
+        stem_stride: Stride of the stem convolution in bands and frames; 2 quarters the cost of
+            everything after it (the CPU-friendly presets use it).
+        num_bands: Gammatone bands of the input (32 for the ViSQOL frontend).
+
+    Shape:
+        x: ``[B, 4, 2, num_bands, T]`` → ``[B, out_features]``.
+    """
+
+    num_views = 4
+
+    def __init__(
+        self,
+        preset: str = "paper",
+        channels: Sequence[int] | None = None,
+        hidden: Sequence[int] | None = None,
+        shared_views: bool = True,
+        dropout: float | None = None,
+        stem_stride: int | None = None,
+        num_bands: int = 32,
+    ):
+        super().__init__()
+        if preset not in PRESETS:
+            raise ValueError(f"unknown InSENet preset {preset!r}; known: {', '.join(PRESETS)}")
+        cfg = PRESETS[preset]
+        channels = tuple(channels if channels is not None else cfg["channels"])
+        hidden = tuple(hidden if hidden is not None else cfg["hidden"])
+        dropout = cfg["dropout"] if dropout is None else float(dropout)
+        stem_stride = int(cfg["stem_stride"] if stem_stride is None else stem_stride)
+        if not channels or not hidden:
+            raise ValueError("InSENet needs at least one block channel count and one hidden width")
+        self.shared_views = bool(shared_views)
+        self.num_bands = int(num_bands)
+        n_branches = 1 if self.shared_views else self.num_views
+        self.branches = nn.ModuleList(ViewBranch(channels, stem_stride=stem_stride) for _ in range(n_branches))
+        bands_out = -(-self.num_bands // stem_stride)
+        for _ in channels:
+            bands_out = -(-bands_out // 2)  # ceil_mode pooling
+        width = self.num_views * 2 * channels[-1] * bands_out
+        fc: list[nn.Module] = []
+        for h in hidden:
+            fc += [nn.Dropout(dropout), nn.Linear(width, h), nn.ReLU(inplace=True)]
+            width = h
+        self.fc = nn.Sequential(*fc)
+        self.out_features = width
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 5 or x.shape[1] != self.num_views or x.shape[2] != 2 or x.shape[3] != self.num_bands:
+            raise ValueError(
+                f"InSENet expects [B, 4, 2, {self.num_bands}, T] features, got {list(x.shape)}"
+            )
+        b = x.shape[0]
+        ref, cod = x[:, :, 0], x[:, :, 1]
+        img = torch.stack([ref, cod, ref - cod], dim=2)  # [B, 4, 3, F, T]
+        if self.shared_views:
+            desc = self.branches[0](img.flatten(0, 1)).reshape(b, -1)
+        else:
+            desc = torch.cat([br(img[:, v]).flatten(1) for v, br in enumerate(self.branches)], dim=1)
+        return self.fc(desc)

@@ -1,0 +1,304 @@
+"""GMLDataModule: manifest → partitions → per-rating training triplets and per-stimulus
+evaluation batches, one test dataloader per listening test."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from gml.data.cache import FeatureCache, default_cache_dir
+from gml.data.manifest import Manifest, ManifestError
+from gml.features import GammatoneFrontend
+
+BUILTIN_DEMO = "builtin:demo"
+
+
+def assign_folds(keys: pd.DataFrame, num_folds: int, seed: int) -> np.ndarray:
+    """Fold index of each (test, item), shuffled within each test and dealt round-robin, so no
+    item is in two folds and every test is spread over all folds.
+
+    Shape:
+        keys: rows of unique (test, item) → ``[len(keys)]`` ints in ``[0, num_folds)``.
+    """
+    rng = np.random.default_rng(seed)
+    folds = np.empty(len(keys), dtype=np.int64)
+    for _, idx in keys.groupby("test", sort=True).indices.items():
+        idx = np.asarray(idx)[rng.permutation(len(idx))]
+        folds[idx] = (np.arange(len(idx)) + rng.integers(num_folds)) % num_folds
+    return folds
+
+
+def pad_frames(x: Tensor, length: int) -> Tensor:
+    """Zero-pad the last (frame) dimension on both sides to ``length`` (silence is 0 in the
+    frontend's output, so this equals zero-padding the audio on both sides)."""
+    extra = length - x.shape[-1]
+    if extra <= 0:
+        return x
+    return torch.nn.functional.pad(x, (extra // 2, extra - extra // 2))
+
+
+@dataclass
+class _Stimuli:
+    """Per-stimulus arrays shared by the datasets."""
+
+    table: pd.DataFrame  # Manifest.stimuli() rows, in index order
+    features: dict[str, Tensor]  # audio path → [4, bands, T]
+    scores: list[np.ndarray]  # per stimulus, its individual scores
+
+    def pair(self, i: int) -> Tensor:
+        """``[4, 2, bands, T]`` reference/coded pair of stimulus ``i``."""
+        row = self.table.iloc[i]
+        ref, cod = self.features[row["reference"]], self.features[row["coded"]]
+        t = max(ref.shape[-1], cod.shape[-1])
+        return torch.stack([pad_frames(ref, t), pad_frames(cod, t)], dim=1)
+
+
+class RatingDataset(Dataset):
+    """One example per individual rating: (features, that listener's score)."""
+
+    def __init__(self, stimuli: _Stimuli, index: np.ndarray):
+        self.stimuli = stimuli
+        self.pairs = [(int(i), float(s)) for i in index for s in stimuli.scores[i]]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, k: int) -> dict:
+        i, score = self.pairs[k]
+        return {"features": self.stimuli.pair(i), "target": score, "index": i}
+
+
+class StimulusDataset(Dataset):
+    """One example per stimulus with all its scores (evaluation, and mean-target training)."""
+
+    def __init__(self, stimuli: _Stimuli, index: np.ndarray):
+        self.stimuli = stimuli
+        self.index = [int(i) for i in index]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, k: int) -> dict:
+        i = self.index[k]
+        scores = self.stimuli.scores[i]
+        return {
+            "features": self.stimuli.pair(i),
+            "scores": torch.as_tensor(scores, dtype=torch.float32),
+            "target": float(np.mean(scores)),
+            "index": i,
+        }
+
+
+def collate(batch: list[dict]) -> dict[str, Tensor]:
+    """Stack examples, zero-padding frames on both sides to the longest of the batch and
+    listener scores to the largest panel (``mask`` marks real scores).
+
+    Shape:
+        features ``[B, 4, 2, bands, T]``; target ``[B]``; index ``[B]``;
+        scores/mask ``[B, N]`` when present.
+    """
+    t = max(b["features"].shape[-1] for b in batch)
+    out = {
+        "features": torch.stack([pad_frames(b["features"], t) for b in batch]),
+        "target": torch.tensor([b["target"] for b in batch], dtype=torch.float32),
+        "index": torch.tensor([b["index"] for b in batch], dtype=torch.long),
+    }
+    if "scores" in batch[0]:
+        n = max(len(b["scores"]) for b in batch)
+        scores = torch.zeros(len(batch), n)
+        mask = torch.zeros(len(batch), n, dtype=torch.bool)
+        for k, b in enumerate(batch):
+            scores[k, : len(b["scores"])] = b["scores"]
+            mask[k, : len(b["scores"])] = True
+        out["scores"], out["mask"] = scores, mask
+    return out
+
+
+class GMLDataModule(L.LightningDataModule):
+    """Streams listening-test ratings to a GML model.
+
+    Partition: when the manifest has a ``split`` column it decides train / val / test.
+    Otherwise items (test, item) are dealt into ``num_folds`` folds; fold ``fold`` is the test
+    partition and ``val_fraction`` of the remaining items (per listening test) is validation.
+
+    Training examples are per-listener (stimulus, score) triplets; a head whose ``target`` is
+    ``"mean"`` (the non-GML baseline) gets one example per stimulus with its mean score.
+    Validation and test batches hold whole stimuli with all their scores; there is one test
+    dataloader per listening test (:attr:`test_sets` names them in order).
+
+    Args:
+        manifest: Path of a manifest CSV, or ``"builtin:demo"`` for the built-in synthetic demo
+            listening test (generated on first use into the cache folder).
+        num_folds: Number of item-grouped folds (ignored with a ``split`` column).
+        fold: Which fold is held out for testing.
+        val_fraction: Fraction of the non-test items used for validation.
+        batch_size: Training batch size (ratings, or stimuli for mean-target heads).
+        eval_batch_size: Stimuli per validation/test batch.
+        num_workers: DataLoader workers (features are in memory, so 0 is usually fastest).
+        seed: Seed of the fold and validation assignment.
+        cache_dir: Feature cache folder (default ``$GML_CACHE_DIR`` or ``~/.cache/gml``).
+        frontend: The gammatone frontend (default: ViSQOL v3 audio-mode settings).
+        demo_items: Items of the built-in demo per test (music, speech); ignored otherwise.
+        progress: Progress bars while building the demo and computing features.
+    """
+
+    def __init__(
+        self,
+        manifest: str = BUILTIN_DEMO,
+        num_folds: int = 5,
+        fold: int = 0,
+        val_fraction: float = 0.2,
+        batch_size: int = 8,
+        eval_batch_size: int = 16,
+        num_workers: int = 0,
+        seed: int = 0,
+        cache_dir: str | None = None,
+        frontend: GammatoneFrontend | None = None,
+        demo_items: tuple[int, int] = (16, 8),
+        progress: bool = True,
+    ):
+        super().__init__()
+        if num_folds < 2:
+            raise ManifestError(f"data.num_folds: {num_folds}; expected 2 or more")
+        if not 0 <= fold < num_folds:
+            raise ManifestError(f"data.fold: {fold}; expected 0 to {num_folds - 1}")
+        if not 0.0 < val_fraction < 1.0:
+            raise ManifestError(f"data.val_fraction: {val_fraction}; expected between 0 and 1")
+        self.manifest_arg = manifest
+        self.num_folds = num_folds
+        self.fold = fold
+        self.val_fraction = val_fraction
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.cache_dir = cache_dir
+        self.frontend = frontend if frontend is not None else GammatoneFrontend()
+        self.demo_items = tuple(demo_items)
+        self.progress = progress
+        self.train_target: Literal["scores", "mean"] = "scores"
+        self.manifest: Manifest | None = None
+        self._stimuli: _Stimuli | None = None
+        self.partition: np.ndarray | None = None  # per stimulus: "train" / "val" / "test"
+        self.test_sets: list[str] = []
+
+    # -- building -------------------------------------------------------------------------
+
+    def manifest_path(self) -> Path:
+        """The manifest file, building the built-in demo first when asked for it."""
+        if self.manifest_arg == BUILTIN_DEMO:
+            from gml.data.demo import demo_manifest
+
+            cache = self.cache_dir if self.cache_dir is not None else default_cache_dir()
+            music, speech = self.demo_items
+            return Path(
+                demo_manifest(
+                    cache, music_items=music, speech_items=speech, progress=self.progress
+                )
+            )
+        return Path(os.path.expanduser(self.manifest_arg))
+
+    def prepare_data(self) -> None:
+        self.manifest_path()
+
+    def setup(self, stage: str | None = None) -> None:
+        trainer = getattr(self, "trainer", None)
+        module = getattr(trainer, "lightning_module", None) if trainer is not None else None
+        head = getattr(module, "head", None)
+        self.train_target = getattr(head, "target", "scores")
+        if self._stimuli is not None:
+            return
+        self.manifest = Manifest.read(self.manifest_path())
+        table = self.manifest.stimuli()
+        by_stim = self.manifest.ratings.groupby(["test", "item", "condition"], sort=True)["score"]
+        scores = [g.to_numpy(dtype=np.float32) for _, g in by_stim]
+        cache_dir = None if self.cache_dir is None else Path(self.cache_dir) / "features"
+        feats = FeatureCache(self.frontend, cache_dir, progress=self.progress).get_many(
+            self.manifest.audio_files()
+        )
+        self._stimuli = _Stimuli(table, feats, scores)
+        self.partition = self._partition(table)
+        self.test_sets = sorted(table.loc[self.partition == "test", "test"].unique())
+
+    def _partition(self, table: pd.DataFrame) -> np.ndarray:
+        if "split" in table.columns:
+            return table["split"].to_numpy()
+        keys = table[["test", "item"]].drop_duplicates().reset_index(drop=True)
+        folds = assign_folds(keys, self.num_folds, self.seed)
+        part = np.where(folds == self.fold, "test", "train").astype(object)
+        rng = np.random.default_rng(self.seed + 1)
+        for _, idx in keys.groupby("test", sort=True).indices.items():
+            pool = np.asarray([i for i in idx if part[i] == "train"])
+            n_val = min(max(1, round(self.val_fraction * len(pool))), len(pool) - 1)
+            if n_val > 0:
+                part[rng.choice(pool, size=n_val, replace=False)] = "val"
+        lookup = {(t, i): p for (t, i), p in zip(keys.itertuples(index=False), part)}
+        return np.array([lookup[(t, i)] for t, i in zip(table["test"], table["item"])], dtype=object)
+
+    # -- views ----------------------------------------------------------------------------
+
+    @property
+    def stimuli(self) -> pd.DataFrame:
+        """The stimulus table (one row per stimulus; ``index`` in batches points here) with
+        a ``partition`` column."""
+        self._require_setup()
+        return self._stimuli.table.assign(partition=self.partition)
+
+    def _require_setup(self) -> None:
+        if self._stimuli is None:
+            raise RuntimeError("GMLDataModule.setup() has not run")
+
+    def _index(self, part: str, test: str | None = None) -> np.ndarray:
+        mask = self.partition == part
+        if test is not None:
+            mask &= (self._stimuli.table["test"] == test).to_numpy()
+        return np.flatnonzero(mask)
+
+    def _loader(self, ds: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=collate,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        self._require_setup()
+        idx = self._index("train")
+        if len(idx) == 0:
+            raise ManifestError(f"{self.manifest_path()}: no stimuli in the training partition")
+        ds = (
+            StimulusDataset(self._stimuli, idx)
+            if self.train_target == "mean"
+            else RatingDataset(self._stimuli, idx)
+        )
+        return self._loader(ds, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        self._require_setup()
+        return self._loader(StimulusDataset(self._stimuli, self._index("val")), self.eval_batch_size, False)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        self._require_setup()
+        if not self.test_sets:
+            raise ManifestError(f"{self.manifest_path()}: no stimuli in the test partition")
+        return [
+            self._loader(StimulusDataset(self._stimuli, self._index("test", t)), self.eval_batch_size, False)
+            for t in self.test_sets
+        ]
+
+    def predict_dataloader(self) -> DataLoader:
+        self._require_setup()
+        idx = np.arange(len(self._stimuli.table))
+        return self._loader(StimulusDataset(self._stimuli, idx), self.eval_batch_size, False)

@@ -1,0 +1,175 @@
+"""The Manifest: one row per individual rating, the one internal listening-test format.
+
+Required columns: ``test, item, condition, listener, score, reference, coded``. Optional:
+``split`` (train / val / test) and any extra columns, which are carried through to outputs.
+A stimulus is (test, item, condition). Audio paths are relative to the manifest's folder or
+absolute.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gml.errors import GMLError
+
+REQUIRED_COLUMNS = ("test", "item", "condition", "listener", "score", "reference", "coded")
+STIMULUS_KEY = ("test", "item", "condition")
+SPLITS = ("train", "val", "test")
+
+
+class ManifestError(GMLError):
+    """A manifest that cannot be used; the message names the file, row and column."""
+
+
+@dataclass
+class Manifest:
+    """A validated table of ratings.
+
+    Attributes:
+        ratings: One row per rating with the required columns (``score`` as float,
+            ``reference``/``coded`` as absolute paths) plus any extra ones.
+        path: The file it was read from (None for an in-memory table).
+    """
+
+    ratings: pd.DataFrame
+    path: Path | None = None
+
+    @classmethod
+    def read(cls, path: str | os.PathLike, check_audio: bool = True) -> Manifest:
+        """Read and validate a manifest CSV.
+
+        Args:
+            path: CSV file.
+            check_audio: Fail if a referenced audio file does not exist. Importers that only
+                need statistics pass False (ratings without audio are still valid then).
+
+        Raises:
+            ManifestError: naming the file, the (1-based, header = row 1) row and column.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ManifestError(f"{path}: manifest file not found")
+        try:
+            df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+            raise ManifestError(f"{path}: not a readable CSV file ({err})") from None
+        return cls.from_frame(df, base_dir=path.parent, source=str(path), check_audio=check_audio)
+
+    @classmethod
+    def from_frame(
+        cls,
+        df: pd.DataFrame,
+        base_dir: str | os.PathLike = ".",
+        source: str = "<manifest>",
+        check_audio: bool = True,
+    ) -> Manifest:
+        """Validate a DataFrame of ratings (see :meth:`read`); paths resolve against ``base_dir``."""
+        df = df.copy()
+        df.columns = [str(c).strip() for c in df.columns]
+        missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+        if missing:
+            raise ManifestError(
+                f"{source}: missing column(s) {', '.join(missing)}; "
+                f"required: {', '.join(REQUIRED_COLUMNS)}"
+            )
+        if len(df) == 0:
+            raise ManifestError(f"{source}: no ratings (the file has a header but no rows)")
+        for col in ("test", "item", "condition", "listener", "reference", "coded"):
+            values = df[col].astype(str).str.strip()
+            empty = np.flatnonzero(values.eq("").to_numpy())
+            if len(empty):
+                raise ManifestError(f"{source}: row {empty[0] + 2}, column '{col}': empty value")
+            df[col] = values
+        score = pd.to_numeric(df["score"], errors="coerce")
+        bad = np.flatnonzero(score.isna().to_numpy() | ~np.isfinite(score.to_numpy(dtype=float)))
+        if len(bad):
+            r = bad[0]
+            raise ManifestError(
+                f"{source}: row {r + 2}, column 'score': {df['score'].iloc[r]!r} is not a number"
+            )
+        out = np.flatnonzero(((score < 0) | (score > 100)).to_numpy())
+        if len(out):
+            r = out[0]
+            raise ManifestError(
+                f"{source}: row {r + 2}, column 'score': {score.iloc[r]:g} is outside 0-100"
+            )
+        df["score"] = score.astype(float)
+        if "split" in df.columns:
+            df["split"] = df["split"].astype(str).str.strip().str.lower()
+            bad = np.flatnonzero(~df["split"].isin(SPLITS).to_numpy())
+            if len(bad):
+                r = bad[0]
+                raise ManifestError(
+                    f"{source}: row {r + 2}, column 'split': {df['split'].iloc[r]!r}; "
+                    f"expected one of {', '.join(SPLITS)}"
+                )
+            mixed = df.groupby(list(STIMULUS_KEY))["split"].nunique()
+            if (mixed > 1).any():
+                key = mixed[mixed > 1].index[0]
+                raise ManifestError(
+                    f"{source}: column 'split': stimulus {'/'.join(key)} has ratings in more "
+                    "than one split"
+                )
+        dup = df.duplicated(subset=[*STIMULUS_KEY, "listener"]).to_numpy()
+        if dup.any():
+            r = int(np.flatnonzero(dup)[0])
+            raise ManifestError(
+                f"{source}: row {r + 2}: listener {df['listener'].iloc[r]!r} rated stimulus "
+                f"{'/'.join(df[list(STIMULUS_KEY)].iloc[r])} more than once"
+            )
+        base = Path(base_dir)
+        for col in ("reference", "coded"):
+            uniq = {p: _resolve(base, p) for p in df[col].unique()}
+            df[col] = df[col].map(uniq)
+            if check_audio:
+                for rel, absolute in uniq.items():
+                    if not os.path.isfile(absolute):
+                        r = int(np.flatnonzero(df[col].eq(absolute).to_numpy())[0])
+                        raise ManifestError(
+                            f"{source}: row {r + 2}, column '{col}': audio file not found: {absolute}"
+                        )
+        incons = df.groupby(list(STIMULUS_KEY))[["reference", "coded"]].nunique()
+        if (incons > 1).any(axis=None):
+            key = incons[(incons > 1).any(axis=1)].index[0]
+            raise ManifestError(
+                f"{source}: stimulus {'/'.join(key)} names more than one reference or coded file"
+            )
+        return cls(df.reset_index(drop=True), Path(source) if source != "<manifest>" else None)
+
+    @property
+    def has_split(self) -> bool:
+        """Whether a ``split`` column decides the partition (then folds are not used)."""
+        return "split" in self.ratings.columns
+
+    def stimuli(self) -> pd.DataFrame:
+        """One row per stimulus: key, audio paths, ``n_listeners``, subjective ``mean``, ``std``
+        (sample, ddof 1), ``ci95`` (t-based half-width; NaN for fewer than 2 listeners) and the
+        ``split`` when present. Ordered by (test, item, condition)."""
+        from gml.stats import ci_halfwidth
+
+        g = self.ratings.groupby(list(STIMULUS_KEY), sort=True)
+        table = g.agg(
+            reference=("reference", "first"),
+            coded=("coded", "first"),
+            n_listeners=("score", "size"),
+            mean=("score", "mean"),
+            std=("score", "std"),
+        )
+        if self.has_split:
+            table["split"] = g["split"].first()
+        table["ci95"] = ci_halfwidth(table["std"].to_numpy(), table["n_listeners"].to_numpy())
+        return table.reset_index()
+
+    def audio_files(self) -> list[str]:
+        """Every distinct audio file, sorted."""
+        return sorted(set(self.ratings["reference"]) | set(self.ratings["coded"]))
+
+
+def _resolve(base: Path, p: str) -> str:
+    q = Path(p).expanduser()
+    return str(q if q.is_absolute() else (base / q).resolve())

@@ -1,0 +1,120 @@
+"""Test reports: the Table-I-style console table, ``metrics.json`` and ``predictions.csv``."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from gml.metrics import TABLE_COLUMNS
+
+PREDICTION_COLUMNS = (
+    "test",
+    "item",
+    "condition",
+    "n_listeners",
+    "subjective_mean",
+    "subjective_ci95",
+    "predicted_mean",
+    "predicted_std",
+    "predicted_ci95",
+)
+
+
+def fmt(value: float, digits: int = 3) -> str:
+    """A metric for a table: ``n/a`` for NaN (e.g. CI columns of a mean-only model)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def format_table(results: Mapping[str, Mapping[str, float]], extra: Mapping[str, str] | None = None) -> str:
+    """A plain-text table: one row per test set, the paper's Table I columns plus NLL."""
+    headers = ["test set"] + [h for _, h, _ in TABLE_COLUMNS] + list((extra or {}).keys())
+    rows = []
+    for name, res in results.items():
+        row = [name] + [fmt(res.get(k, float("nan"))) for k, _, _ in TABLE_COLUMNS]
+        row += [fmt(res.get(k, float("nan"))) for k in (extra or {}).values()]
+        rows.append(row)
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file so that readers see the old or the new content, never a partial one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def predictions_frame(stimuli: pd.DataFrame, preds: Mapping[str, np.ndarray], ratings: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per-stimulus predictions with the subjective statistics beside them.
+
+    Args:
+        stimuli: The data module's stimulus table (``test, item, condition, n_listeners,
+            mean, ci95``...).
+        preds: ``index`` (rows of ``stimuli``), ``pred_mean``, ``pred_std``, ``pred_ci``.
+        ratings: The manifest's ratings; extra columns constant within a stimulus are carried
+            through.
+    """
+    idx = np.asarray(preds["index"])
+    s = stimuli.iloc[idx]
+    out = pd.DataFrame(
+        {
+            "test": s["test"].to_numpy(),
+            "item": s["item"].to_numpy(),
+            "condition": s["condition"].to_numpy(),
+            "n_listeners": s["n_listeners"].to_numpy(),
+            "subjective_mean": s["mean"].to_numpy(),
+            "subjective_ci95": s["ci95"].to_numpy(),
+            "predicted_mean": np.asarray(preds["pred_mean"], dtype=float),
+            "predicted_std": np.asarray(preds["pred_std"], dtype=float),
+            "predicted_ci95": np.asarray(preds["pred_ci"], dtype=float),
+        }
+    )
+    if ratings is not None:
+        known = {"test", "item", "condition", "listener", "score", "reference", "coded", "split"}
+        extra = [c for c in ratings.columns if c not in known]
+        if extra:
+            g = ratings.groupby(["test", "item", "condition"])
+            constant = [c for c in extra if (g[c].nunique(dropna=False) <= 1).all()]
+            if constant:
+                out = out.merge(g[constant].first().reset_index(), on=["test", "item", "condition"], how="left")
+    return out.sort_values(["test", "item", "condition"]).reset_index(drop=True)
+
+
+def constant_baseline_nll(train_scores: np.ndarray, test_scores: np.ndarray) -> float:
+    """NLL of ``test_scores`` under one logistic distribution fitted (maximum likelihood) to the
+    training scores: what a model that ignores the audio achieves."""
+    loc, scale = sps.logistic.fit(np.asarray(train_scores, dtype=float))
+    return float(-sps.logistic.logpdf(np.asarray(test_scores, dtype=float), loc, scale).mean())
+
+
+def write_json(path: Path, obj) -> None:
+    """Atomic JSON with NaN written as null."""
+
+    def clean(o):
+        if isinstance(o, float) and math.isnan(o):
+            return None
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        return o
+
+    atomic_write_text(path, json.dumps(clean(obj), indent=2) + "\n")

@@ -1,0 +1,86 @@
+"""Shared fixtures: one thread for torch, offline wandb, a private cache, small corpora."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+torch.set_num_threads(1)
+os.environ.setdefault("WANDB_MODE", "offline")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Keep the feature cache and demo corpus of the tests out of the user's cache."""
+    old = os.environ.get("GML_CACHE_DIR")
+    os.environ["GML_CACHE_DIR"] = str(tmp_path_factory.mktemp("gml-cache"))
+    yield
+    if old is None:
+        os.environ.pop("GML_CACHE_DIR", None)
+    else:
+        os.environ["GML_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory) -> Path:
+    """A small built-in-demo corpus (both tests, short excerpts, small panels)."""
+    from gml.data.demo import make_demo
+
+    root = tmp_path_factory.mktemp("demo")
+    return Path(
+        make_demo(root, seconds=1.0, music_items=5, speech_items=5, music_listeners=4, speech_listeners=3, progress=False)
+    )
+
+
+def make_noise_test(root: Path, items: int = 6, seconds: float = 1.0, listeners: int = 5, seed: int = 1, split: bool = False) -> Path:
+    """A listening test made differently from the demo: mono tones + white noise at several
+    SNRs, scores following the SNR; optional ``split`` column. Returns the manifest path."""
+    rng = np.random.default_rng(seed)
+    sr = 48000
+    t = np.arange(int(seconds * sr)) / sr
+    rows = []
+    (root / "wav").mkdir(parents=True, exist_ok=True)
+    for i in range(items):
+        clean = 0.2 * np.sin(2 * np.pi * (200 + 150 * i) * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+        ref = root / "wav" / f"item{i}_ref.wav"
+        sf.write(ref, clean.astype(np.float32), sr)  # mono on purpose: exercises L = R
+        for snr in (40, 20, 5):
+            noisy = clean + rng.normal(0, 0.2 / np.sqrt(2) * 10 ** (-snr / 20), len(t))
+            cod = root / "wav" / f"item{i}_snr{snr}.wav"
+            sf.write(cod, noisy.astype(np.float32), 44100 if i % 2 else sr)  # mixed rates
+            for k in range(listeners):
+                score = float(np.clip(20 + 1.8 * snr + rng.normal(0, 6), 0, 100))
+                row = {
+                    "test": "noise-test",
+                    "item": f"item{i}",
+                    "condition": f"snr{snr}",
+                    "listener": f"L{k}",
+                    "score": round(score, 1),
+                    "reference": f"wav/{ref.name}",
+                    "coded": f"wav/{cod.name}",
+                    "snr_db": snr,
+                }
+                if split:
+                    row["split"] = ("train", "train", "train", "val", "test", "test")[i % 6]
+                rows.append(row)
+    path = root / "manifest.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def noise_manifest(tmp_path_factory) -> Path:
+    return make_noise_test(tmp_path_factory.mktemp("noise"))
+
+
+@pytest.fixture(scope="session")
+def split_manifest(tmp_path_factory) -> Path:
+    return make_noise_test(tmp_path_factory.mktemp("noise-split"), split=True)

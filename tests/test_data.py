@@ -1,0 +1,155 @@
+"""Manifest validation and the data module: folds, splits, batches, padding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gml.data.datamodule import GMLDataModule, assign_folds, collate, pad_frames
+from gml.data.manifest import Manifest, ManifestError
+
+from .conftest import SHARED
+
+
+def _write(tmp_path, df, name="m.csv"):
+    p = tmp_path / name
+    df.to_csv(p, index=False)
+    return p
+
+
+def _good_frame(noise_manifest):
+    return pd.read_csv(noise_manifest, dtype=str, keep_default_na=False)
+
+
+def test_manifest_reads_and_resolves(noise_manifest):
+    m = Manifest.read(noise_manifest)
+    st = m.stimuli()
+    assert len(st) == 6 * 3 and (st["n_listeners"] == 5).all()
+    assert all(p.startswith(str(noise_manifest.parent)) for p in m.audio_files())
+    assert "snr_db" in m.ratings.columns
+
+
+@pytest.mark.parametrize(
+    "mutate, pattern",
+    [
+        (lambda d: d.drop(columns=["score"]), r"missing column\(s\) score"),
+        (lambda d: d.assign(score=d["score"].where(d.index != 3, "abc")), r"row 5, column 'score': 'abc' is not a number"),
+        (lambda d: d.assign(score=d["score"].where(d.index != 0, "101")), r"row 2, column 'score': 101 is outside 0-100"),
+        (lambda d: d.assign(coded=d["coded"].where(d.index != 7, "wav/missing.wav")), r"row \d+, column 'coded': audio file not found: .*missing.wav"),
+        (lambda d: d.assign(listener=d["listener"].where(d.index != 1, "")), r"row 3, column 'listener': empty value"),
+        (lambda d: d.assign(split="train").assign(split=lambda x: x["split"].where(x.index != 2, "dev")), r"row 4, column 'split': 'dev'"),
+        (lambda d: pd.concat([d, d.iloc[[0]]]), r"rated stimulus .* more than once"),
+    ],
+)
+def test_manifest_errors_name_row_and_column(tmp_path, noise_manifest, mutate, pattern):
+    df = mutate(_good_frame(noise_manifest))
+    # keep relative audio paths valid by writing beside the original
+    p = _write(noise_manifest.parent, df, f"bad-{tmp_path.name}.csv")
+    with pytest.raises(ManifestError, match=pattern) as err:
+        Manifest.read(p)
+    assert str(p) in str(err.value)
+
+
+def test_statistics_without_audio(tmp_path, noise_manifest):
+    df = _good_frame(noise_manifest).assign(coded="nowhere.wav")
+    m = Manifest.read(_write(tmp_path, df), check_audio=False)
+    assert len(m.stimuli()) > 0
+
+
+def test_sisec08_ratings_statistics():
+    path = SHARED / "data" / "sisec08-ratings" / "SiSEC08_anonymized.csv"
+    if not path.is_file():
+        pytest.skip("../shared/data is not present")
+    raw = pd.read_csv(path)
+    df = pd.DataFrame(
+        {
+            "test": raw["Testname"],
+            "item": raw["Trial"],
+            "condition": raw["Condition"],
+            "listener": raw["Listener"],
+            "score": raw["Ratingscore"],
+            "reference": "ref.wav",
+            "coded": raw["Trial"] + "_" + raw["Condition"] + ".wav",
+        }
+    )
+    st = Manifest.from_frame(df, check_audio=False).stimuli()
+    assert len(st) == 14 * 11 and st["n_listeners"].max() == 14
+    from scipy import stats as sps
+
+    g = raw.groupby(["Trial", "Condition"])["Ratingscore"]
+    row = st.iloc[0]
+    scores = g.get_group((row["item"], row["condition"])).to_numpy()
+    np.testing.assert_allclose(row["mean"], scores.mean())
+    lo, hi = sps.t.interval(0.95, len(scores) - 1, loc=scores.mean(), scale=sps.sem(scores))
+    np.testing.assert_allclose(row["ci95"], (hi - lo) / 2, rtol=1e-9)
+
+
+def test_folds_group_items():
+    keys = pd.DataFrame({"test": ["a"] * 13 + ["b"] * 7, "item": [f"i{k}" for k in range(20)]})
+    folds = assign_folds(keys, 5, seed=3)
+    assert set(folds) == set(range(5))
+    # each (test, item) appears once, so no item can be in two folds; each test spans folds
+    assert len(set(folds[:13])) == 5 and len(set(folds[13:])) == 5
+    np.testing.assert_array_equal(folds, assign_folds(keys, 5, seed=3))
+
+
+def _dm(manifest, tmp_path, **kw):
+    dm = GMLDataModule(str(manifest), cache_dir=str(tmp_path / "cache"), progress=False, **kw)
+    dm.setup("fit")
+    return dm
+
+
+def test_partitions_never_share_an_item(tiny_demo, tmp_path):
+    seen = {}
+    for fold in range(5):
+        dm = _dm(tiny_demo, tmp_path, fold=fold)
+        st = dm.stimuli
+        by_item = st.groupby(["test", "item"])["partition"].nunique()
+        assert (by_item == 1).all()  # an item's stimuli all share one partition
+        for key in st.loc[st["partition"] == "test", ["test", "item"]].drop_duplicates().itertuples(index=False):
+            assert key not in seen, f"{key} held out by folds {seen[key]} and {fold}"
+            seen[key] = fold
+        assert set(st["partition"]) == {"train", "val", "test"}
+        assert dm.test_sets == ["demo-music", "demo-speech"]
+    assert len(seen) == 10  # every item is held out exactly once over the 5 folds
+
+
+def test_split_column_decides(split_manifest, tmp_path):
+    dm = _dm(split_manifest, tmp_path)
+    st = dm.stimuli
+    assert (st["partition"] == st["split"]).all()
+
+
+def test_batches(noise_manifest, tmp_path):
+    dm = _dm(noise_manifest, tmp_path, batch_size=4, eval_batch_size=3)
+    train = next(iter(dm.train_dataloader()))
+    assert train["features"].shape[:4] == (4, 4, 2, 32) and train["target"].shape == (4,)
+    n_train_ratings = sum(len(dm._stimuli.scores[i]) for i in np.flatnonzero(dm.partition == "train"))
+    assert len(dm.train_dataloader().dataset) == n_train_ratings
+    (test_loader,) = dm.test_dataloader()
+    b = next(iter(test_loader))
+    assert b["scores"].shape == (3, 5) and b["mask"].all()
+    torch.testing.assert_close(b["target"], b["scores"].mean(1))
+    dm.train_target = "mean"
+    assert len(dm.train_dataloader().dataset) == int((dm.partition == "train").sum())
+
+
+def test_collate_pads_both_sides_and_panels():
+    a = {"features": torch.ones(4, 2, 32, 3), "scores": torch.tensor([1.0, 2.0]), "target": 1.5, "index": 0}
+    b = {"features": torch.ones(4, 2, 32, 6), "scores": torch.tensor([3.0, 4.0, 5.0]), "target": 4.0, "index": 1}
+    out = collate([a, b])
+    assert out["features"].shape == (2, 4, 2, 32, 6)
+    np.testing.assert_array_equal(out["features"][0, 0, 0, 0].numpy(), [0, 1, 1, 1, 0, 0])
+    assert out["mask"].tolist() == [[True, True, False], [True, True, True]]
+    assert pad_frames(torch.ones(1, 5), 5).shape == (1, 5)
+
+
+def test_feature_cache_reused(noise_manifest, tmp_path):
+    _dm(noise_manifest, tmp_path)
+    entries = sorted((tmp_path / "cache" / "features").glob("*.npy"))
+    assert entries
+    mtimes = [e.stat().st_mtime_ns for e in entries]
+    _dm(noise_manifest, tmp_path)
+    assert [e.stat().st_mtime_ns for e in entries] == mtimes
