@@ -31,7 +31,9 @@ class EmbedConfig(Callback):
     def __init__(self, config_yaml: str):
         self.config_yaml = config_yaml
 
-    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict
+    ) -> None:
         checkpoint[CONFIG_KEY] = self.config_yaml
 
 
@@ -51,7 +53,9 @@ class GMLCLI(LightningCLI):
                     "init_args": {"save_dir": "runs", "name": "gml"},
                 },
             },
-            parser_kwargs={"description": "Generative Machine Listener: MUSHRA score distributions from audio pairs."},
+            parser_kwargs={
+                "description": "Generative Machine Listener: MUSHRA score distributions from audio pairs."
+            },
             args=args,
             **kwargs,
         )
@@ -93,13 +97,16 @@ class GMLCLI(LightningCLI):
         if not self.trainer.is_global_zero or self.trainer.fast_dev_run:
             return
         ckpt = self.trainer.checkpoint_callback
-        run_dir = Path(ckpt.dirpath if ckpt is not None and ckpt.dirpath else (self.trainer.log_dir or "."))
+        run_dir = Path(
+            ckpt.dirpath if ckpt is not None and ckpt.dirpath else (self.trainer.log_dir or ".")
+        )
         best = ckpt.best_model_path if ckpt is not None else ""
         lines = [f"gml: run folder {run_dir}"]
         if best:
             score = ckpt.best_model_score
             lines.append(
-                f"  best.ckpt  {best}" + (f"  ({ckpt.monitor} = {float(score):.4f})" if score is not None else "")
+                f"  best.ckpt  {best}"
+                + (f"  ({ckpt.monitor} = {float(score):.4f})" if score is not None else "")
             )
         if (run_dir / "last.ckpt").is_file():
             lines.append(f"  last.ckpt  {run_dir / 'last.ckpt'}")
@@ -129,10 +136,17 @@ class GMLCLI(LightningCLI):
         stimuli = dm.stimuli
         ratings = dm.manifest.ratings
         train_keys = stimuli.loc[stimuli["partition"] == "train", ["test", "item", "condition"]]
-        train_scores = ratings.merge(train_keys, on=["test", "item", "condition"])["score"].to_numpy()
+        train_scores = ratings.merge(train_keys, on=["test", "item", "condition"])[
+            "score"
+        ].to_numpy()
         for name in results:
-            test_keys = stimuli.loc[(stimuli["partition"] == "test") & (stimuli["test"] == name), ["test", "item", "condition"]]
-            test_scores = ratings.merge(test_keys, on=["test", "item", "condition"])["score"].to_numpy()
+            test_keys = stimuli.loc[
+                (stimuli["partition"] == "test") & (stimuli["test"] == name),
+                ["test", "item", "condition"],
+            ]
+            test_scores = ratings.merge(test_keys, on=["test", "item", "condition"])[
+                "score"
+            ].to_numpy()
             results[name]["constant_nll"] = report.constant_baseline_nll(train_scores, test_scores)
             results[name]["n_stimuli"] = int(len(test_keys))
         frame = report.predictions_frame(stimuli, preds, ratings)
@@ -150,15 +164,24 @@ class GMLCLI(LightningCLI):
                 "test_sets": results,
             },
         )
-        report.atomic_write_text(out_dir / "predictions.csv", frame.to_csv(index=False, float_format="%.4f"))
+        report.atomic_write_text(
+            out_dir / "predictions.csv", frame.to_csv(index=False, float_format="%.4f")
+        )
         print()
         if dm.manifest_arg == BUILTIN_DEMO:
             print("Built-in demo listening test (SYNTHETIC listeners, not human data)")
         print(report.format_table(results, extra={"const NLL": "constant_nll"}))
-        excluded = {n: int(r.get("ci_excluded", 0)) for n, r in results.items() if r.get("ci_excluded", 0)}
+        excluded = {
+            n: int(r.get("ci_excluded", 0)) for n, r in results.items() if r.get("ci_excluded", 0)
+        }
         if excluded:
-            print("stimuli without a CI (fewer than 2 listeners), excluded from CI columns: " + ", ".join(f"{n}: {c}" for n, c in excluded.items()))
-        print(f"gml: wrote {out_dir / 'metrics.json'} and {out_dir / 'predictions.csv'}", flush=True)
+            print(
+                "stimuli without a CI (fewer than 2 listeners), excluded from CI columns: "
+                + ", ".join(f"{n}: {c}" for n, c in excluded.items())
+            )
+        print(
+            f"gml: wrote {out_dir / 'metrics.json'} and {out_dir / 'predictions.csv'}", flush=True
+        )
 
     def after_predict(self) -> None:
         if not self.trainer.is_global_zero:
@@ -195,9 +218,13 @@ def config_from_checkpoint(ckpt_path: str | os.PathLike) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
-        raise GMLError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from None
+        raise GMLError(
+            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})"
+        ) from None
     if not isinstance(ckpt, dict) or CONFIG_KEY not in ckpt:
-        raise GMLError(f"{path}: not a gml checkpoint (no embedded configuration); was it written by 'gml fit'?")
+        raise GMLError(
+            f"{path}: not a gml checkpoint (no embedded configuration); was it written by 'gml fit'?"
+        )
     return yaml.safe_load(ckpt[CONFIG_KEY])
 
 
@@ -223,7 +250,9 @@ def _expand_ckpt(argv: list[str]) -> tuple[list[str], str | None]:
         if ckpt:
             break
     if ckpt is None or any(a == "--config" or a.startswith("--config=") for a in rest):
-        return [argv[0], *rest] + (["--ckpt_path", ckpt] if ckpt and "--ckpt_path" not in " ".join(rest) else []), None
+        return [argv[0], *rest] + (
+            ["--ckpt_path", ckpt] if ckpt and "--ckpt_path" not in " ".join(rest) else []
+        ), None
     cfg = config_from_checkpoint(ckpt)
     cfg.setdefault("trainer", {})["logger"] = False
     cfg.setdefault("checkpoint", {})["dirpath"] = str(Path(ckpt).resolve().parent)

@@ -15,7 +15,9 @@ from gml.errors import GMLError
 from gml.module import GMLModule
 
 
-def load_module(ckpt_path: str | os.PathLike, map_location: str | torch.device = "cpu") -> GMLModule:
+def load_module(
+    ckpt_path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> GMLModule:
     """Rebuild the :class:`GMLModule` (backbone, head, weights) a checkpoint was trained as.
 
     Args:
@@ -37,7 +39,9 @@ def load_module(ckpt_path: str | os.PathLike, map_location: str | torch.device =
         parsed = parser.parse_object({"model": cfg["model"]})
         model: GMLModule = parser.instantiate_classes(parsed).model
     except Exception as err:  # noqa: BLE001 - report any config failure in one line
-        raise GMLError(f"{ckpt_path}: cannot rebuild the model from its configuration ({err})") from None
+        raise GMLError(
+            f"{ckpt_path}: cannot rebuild the model from its configuration ({err})"
+        ) from None
     state = torch.load(ckpt_path, map_location=map_location, weights_only=False)["state_dict"]
     model.load_state_dict(state)
     return model.eval()

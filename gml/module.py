@@ -6,14 +6,13 @@ from collections.abc import Sequence
 
 import lightning as L
 import torch
+from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from gml.augment import BatchAugment
 from gml.heads import DistributionHead, LogisticHead
 from gml.metrics import metric_collection
 from gml.stats import ci_halfwidth
-
-from lightning.pytorch.cli import OptimizerCallable
 
 
 def infer_out_features(backbone: nn.Module, num_bands: int = 32) -> int:
@@ -107,7 +106,9 @@ class GMLModule(L.LightningModule):
             "subj_ci": ci_halfwidth(subj_std, n),
             "n_listeners": n,
             "nll": nll_each[mask],
-            "loss": self.head.loss(dist, batch["target"] if self.train_target == "mean" else scores, mask),
+            "loss": self.head.loss(
+                dist, batch["target"] if self.train_target == "mean" else scores, mask
+            ),
         }
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -132,7 +133,20 @@ class GMLModule(L.LightningModule):
     def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         out = self._evaluate(batch)
         metrics = self._test_metrics[str(dataloader_idx)]
-        metrics.update(**{k: out[k] for k in ("pred_mean", "pred_std", "pred_ci", "subj_mean", "subj_ci", "n_listeners", "nll")})
+        metrics.update(
+            **{
+                k: out[k]
+                for k in (
+                    "pred_mean",
+                    "pred_std",
+                    "pred_ci",
+                    "subj_mean",
+                    "subj_ci",
+                    "n_listeners",
+                    "nll",
+                )
+            }
+        )
         self._test_records.append(
             {
                 "index": out["index"].cpu(),
@@ -161,7 +175,11 @@ class GMLModule(L.LightningModule):
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
         dist = self(batch["features"])
-        return {"index": batch["index"].cpu(), "pred_mean": dist.mean.cpu(), "pred_std": dist.stddev.cpu()}
+        return {
+            "index": batch["index"].cpu(),
+            "pred_mean": dist.mean.cpu(),
+            "pred_std": dist.stddev.cpu(),
+        }
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         if self.optimizer_factory is None:

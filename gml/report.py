@@ -35,7 +35,9 @@ def fmt(value: float, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def format_table(results: Mapping[str, Mapping[str, float]], extra: Mapping[str, str] | None = None) -> str:
+def format_table(
+    results: Mapping[str, Mapping[str, float]], extra: Mapping[str, str] | None = None
+) -> str:
     """A plain-text table: one row per test set, the paper's Table I columns plus NLL."""
     headers = ["test set"] + [h for _, h, _ in TABLE_COLUMNS] + list((extra or {}).keys())
     rows = []
@@ -44,7 +46,10 @@ def format_table(results: Mapping[str, Mapping[str, float]], extra: Mapping[str,
         row += [fmt(res.get(k, float("nan"))) for k in (extra or {}).values()]
         rows.append(row)
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-    line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+
+    def line(r):
+        return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
 
@@ -62,7 +67,9 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def predictions_frame(stimuli: pd.DataFrame, preds: Mapping[str, np.ndarray], ratings: pd.DataFrame | None = None) -> pd.DataFrame:
+def predictions_frame(
+    stimuli: pd.DataFrame, preds: Mapping[str, np.ndarray], ratings: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Per-stimulus predictions with the subjective statistics beside them.
 
     Args:
@@ -94,7 +101,9 @@ def predictions_frame(stimuli: pd.DataFrame, preds: Mapping[str, np.ndarray], ra
             g = ratings.groupby(["test", "item", "condition"])
             constant = [c for c in extra if (g[c].nunique(dropna=False) <= 1).all()]
             if constant:
-                out = out.merge(g[constant].first().reset_index(), on=["test", "item", "condition"], how="left")
+                out = out.merge(
+                    g[constant].first().reset_index(), on=["test", "item", "condition"], how="left"
+                )
     return out.sort_values(["test", "item", "condition"]).reset_index(drop=True)
 
 

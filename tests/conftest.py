@@ -36,11 +36,26 @@ def tiny_demo(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("demo")
     return Path(
-        make_demo(root, seconds=1.0, music_items=5, speech_items=5, music_listeners=4, speech_listeners=3, progress=False)
+        make_demo(
+            root,
+            seconds=1.0,
+            music_items=5,
+            speech_items=5,
+            music_listeners=4,
+            speech_listeners=3,
+            progress=False,
+        )
     )
 
 
-def make_noise_test(root: Path, items: int = 6, seconds: float = 1.0, listeners: int = 5, seed: int = 1, split: bool = False) -> Path:
+def make_noise_test(
+    root: Path,
+    items: int = 6,
+    seconds: float = 1.0,
+    listeners: int = 5,
+    seed: int = 1,
+    split: bool = False,
+) -> Path:
     """A listening test made differently from the demo: mono tones + white noise at several
     SNRs, scores following the SNR; optional ``split`` column. Returns the manifest path."""
     rng = np.random.default_rng(seed)
@@ -49,7 +64,9 @@ def make_noise_test(root: Path, items: int = 6, seconds: float = 1.0, listeners:
     rows = []
     (root / "wav").mkdir(parents=True, exist_ok=True)
     for i in range(items):
-        clean = 0.2 * np.sin(2 * np.pi * (200 + 150 * i) * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+        clean = (
+            0.2 * np.sin(2 * np.pi * (200 + 150 * i) * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+        )
         ref = root / "wav" / f"item{i}_ref.wav"
         sf.write(ref, clean.astype(np.float32), sr)  # mono on purpose: exercises L = R
         for snr in (40, 20, 5):

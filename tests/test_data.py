@@ -35,11 +35,28 @@ def test_manifest_reads_and_resolves(noise_manifest):
     "mutate, pattern",
     [
         (lambda d: d.drop(columns=["score"]), r"missing column\(s\) score"),
-        (lambda d: d.assign(score=d["score"].where(d.index != 3, "abc")), r"row 5, column 'score': 'abc' is not a number"),
-        (lambda d: d.assign(score=d["score"].where(d.index != 0, "101")), r"row 2, column 'score': 101 is outside 0-100"),
-        (lambda d: d.assign(coded=d["coded"].where(d.index != 7, "wav/missing.wav")), r"row \d+, column 'coded': audio file not found: .*missing.wav"),
-        (lambda d: d.assign(listener=d["listener"].where(d.index != 1, "")), r"row 3, column 'listener': empty value"),
-        (lambda d: d.assign(split="train").assign(split=lambda x: x["split"].where(x.index != 2, "dev")), r"row 4, column 'split': 'dev'"),
+        (
+            lambda d: d.assign(score=d["score"].where(d.index != 3, "abc")),
+            r"row 5, column 'score': 'abc' is not a number",
+        ),
+        (
+            lambda d: d.assign(score=d["score"].where(d.index != 0, "101")),
+            r"row 2, column 'score': 101 is outside 0-100",
+        ),
+        (
+            lambda d: d.assign(coded=d["coded"].where(d.index != 7, "wav/missing.wav")),
+            r"row \d+, column 'coded': audio file not found: .*missing.wav",
+        ),
+        (
+            lambda d: d.assign(listener=d["listener"].where(d.index != 1, "")),
+            r"row 3, column 'listener': empty value",
+        ),
+        (
+            lambda d: d.assign(split="train").assign(
+                split=lambda x: x["split"].where(x.index != 2, "dev")
+            ),
+            r"row 4, column 'split': 'dev'",
+        ),
         (lambda d: pd.concat([d, d.iloc[[0]]]), r"rated stimulus .* more than once"),
     ],
 )
@@ -108,7 +125,11 @@ def test_partitions_never_share_an_item(tiny_demo, tmp_path):
         st = dm.stimuli
         by_item = st.groupby(["test", "item"])["partition"].nunique()
         assert (by_item == 1).all()  # an item's stimuli all share one partition
-        for key in st.loc[st["partition"] == "test", ["test", "item"]].drop_duplicates().itertuples(index=False):
+        for key in (
+            st.loc[st["partition"] == "test", ["test", "item"]]
+            .drop_duplicates()
+            .itertuples(index=False)
+        ):
             assert key not in seen, f"{key} held out by folds {seen[key]} and {fold}"
             seen[key] = fold
         assert set(st["partition"]) == {"train", "val", "test"}
@@ -126,7 +147,9 @@ def test_batches(noise_manifest, tmp_path):
     dm = _dm(noise_manifest, tmp_path, batch_size=4, eval_batch_size=3)
     train = next(iter(dm.train_dataloader()))
     assert train["features"].shape[:4] == (4, 4, 2, 32) and train["target"].shape == (4,)
-    n_train_ratings = sum(len(dm._stimuli.scores[i]) for i in np.flatnonzero(dm.partition == "train"))
+    n_train_ratings = sum(
+        len(dm._stimuli.scores[i]) for i in np.flatnonzero(dm.partition == "train")
+    )
     assert len(dm.train_dataloader().dataset) == n_train_ratings
     (test_loader,) = dm.test_dataloader()
     b = next(iter(test_loader))
@@ -137,8 +160,18 @@ def test_batches(noise_manifest, tmp_path):
 
 
 def test_collate_pads_both_sides_and_panels():
-    a = {"features": torch.ones(4, 2, 32, 3), "scores": torch.tensor([1.0, 2.0]), "target": 1.5, "index": 0}
-    b = {"features": torch.ones(4, 2, 32, 6), "scores": torch.tensor([3.0, 4.0, 5.0]), "target": 4.0, "index": 1}
+    a = {
+        "features": torch.ones(4, 2, 32, 3),
+        "scores": torch.tensor([1.0, 2.0]),
+        "target": 1.5,
+        "index": 0,
+    }
+    b = {
+        "features": torch.ones(4, 2, 32, 6),
+        "scores": torch.tensor([3.0, 4.0, 5.0]),
+        "target": 4.0,
+        "index": 1,
+    }
     out = collate([a, b])
     assert out["features"].shape == (2, 4, 2, 32, 6)
     np.testing.assert_array_equal(out["features"][0, 0, 0, 0].numpy(), [0, 1, 1, 1, 0, 0])

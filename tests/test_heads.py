@@ -9,7 +9,15 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from gml.heads import DistributionHead, GaussianHead, Logistic, LogisticHead, PointHead, get_head, list_heads
+from gml.heads import (
+    DistributionHead,
+    GaussianHead,
+    Logistic,
+    LogisticHead,
+    PointHead,
+    get_head,
+    list_heads,
+)
 
 
 def test_logistic_nll_is_paper_eq3():
@@ -19,7 +27,9 @@ def test_logistic_nll_is_paper_eq3():
     # eq. 3 with the sign of the log-sech term corrected: log(4a) + 2 log cosh((s - mu) / 2a)
     eq3 = torch.log(4 * a) + 2 * torch.log(torch.cosh((s - mu) / (2 * a)))
     torch.testing.assert_close(nll, eq3)
-    torch.testing.assert_close(nll, torch.as_tensor(-sps.logistic.logpdf(s, mu, a), dtype=torch.float32))
+    torch.testing.assert_close(
+        nll, torch.as_tensor(-sps.logistic.logpdf(s, mu, a), dtype=torch.float32)
+    )
 
 
 def test_logistic_tails_stay_finite():
@@ -46,7 +56,10 @@ def test_logistic_moments_cdf_and_sampling():
     torch.testing.assert_close(x.mean(0), d.mean, atol=0.15, rtol=0)
     torch.testing.assert_close(x.std(0), d.stddev, rtol=0.02, atol=0)
     q = torch.tensor([[25.0, 80.0]])
-    torch.testing.assert_close(d.cdf(q)[0], torch.tensor(sps.logistic.cdf([25.0, 80.0], [30, 70], [4, 9]), dtype=torch.float32))
+    torch.testing.assert_close(
+        d.cdf(q)[0],
+        torch.tensor(sps.logistic.cdf([25.0, 80.0], [30, 70], [4, 9]), dtype=torch.float32),
+    )
     torch.testing.assert_close(d.icdf(d.cdf(q)), q)
 
 
@@ -109,7 +122,9 @@ class CauchyHead(DistributionHead):
     num_params = 2
 
     def distribution(self, params):
-        return torch.distributions.Cauchy(self.location(params[..., 0]), torch.nn.functional.softplus(params[..., 1]) + 0.1)
+        return torch.distributions.Cauchy(
+            self.location(params[..., 0]), torch.nn.functional.softplus(params[..., 1]) + 0.1
+        )
 
 
 def test_registry_and_user_subclass():

@@ -3,6 +3,6 @@
 Give it an ``out_features`` attribute (D) or the model infers D with one dry run.
 """
 
-from gml.backbones.insenet import PRESETS, InSENet, InceptionSE, SqueezeExcitation, ViewBranch
+from gml.backbones.insenet import PRESETS, InceptionSE, InSENet, SqueezeExcitation, ViewBranch
 
 __all__ = ["PRESETS", "InSENet", "InceptionSE", "SqueezeExcitation", "ViewBranch"]

@@ -16,7 +16,12 @@ from torch import Tensor, nn
 #: Named sizes. "paper" is sized to the paper's 15.25 M parameters (with a 2-output head);
 #: "small" is the demo's; "tiny" keeps tests fast.
 PRESETS: dict[str, dict] = {
-    "paper": {"channels": (48, 96, 192, 256), "hidden": (1024, 512), "dropout": 0.1, "stem_stride": 1},
+    "paper": {
+        "channels": (48, 96, 192, 256),
+        "hidden": (1024, 512),
+        "dropout": 0.1,
+        "stem_stride": 1,
+    },
     "small": {"channels": (16, 32, 48), "hidden": (128, 64), "dropout": 0.0, "stem_stride": 2},
     "tiny": {"channels": (4, 8), "hidden": (16,), "dropout": 0.0, "stem_stride": 2},
 }
@@ -63,13 +68,17 @@ class InceptionSE(nn.Module):
         q = max(c_out // 4, 1)
         widths = (c_out - 3 * q, q, q, q)  # sums to c_out exactly
         self.p1 = _conv_bn(c_in, widths[0], (1, 1))
-        self.p3 = nn.Sequential(_conv_bn(c_in, widths[1], (1, 1)), _conv_bn(widths[1], widths[1], (3, 3)))
+        self.p3 = nn.Sequential(
+            _conv_bn(c_in, widths[1], (1, 1)), _conv_bn(widths[1], widths[1], (3, 3))
+        )
         self.p5 = nn.Sequential(
             _conv_bn(c_in, widths[2], (1, 1)),
             _conv_bn(widths[2], widths[2], (3, 3)),
             _conv_bn(widths[2], widths[2], (3, 3)),
         )
-        self.pp = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1), _conv_bn(c_in, widths[3], (1, 1)))
+        self.pp = nn.Sequential(
+            nn.MaxPool2d(3, stride=1, padding=1), _conv_bn(c_in, widths[3], (1, 1))
+        )
         self.se = SqueezeExcitation(c_out)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -149,7 +158,9 @@ class InSENet(nn.Module):
         self.shared_views = bool(shared_views)
         self.num_bands = int(num_bands)
         n_branches = 1 if self.shared_views else self.num_views
-        self.branches = nn.ModuleList(ViewBranch(channels, stem_stride=stem_stride) for _ in range(n_branches))
+        self.branches = nn.ModuleList(
+            ViewBranch(channels, stem_stride=stem_stride) for _ in range(n_branches)
+        )
         bands_out = -(-self.num_bands // stem_stride)
         for _ in channels:
             bands_out = -(-bands_out // 2)  # ceil_mode pooling
@@ -162,7 +173,12 @@ class InSENet(nn.Module):
         self.out_features = width
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 5 or x.shape[1] != self.num_views or x.shape[2] != 2 or x.shape[3] != self.num_bands:
+        if (
+            x.dim() != 5
+            or x.shape[1] != self.num_views
+            or x.shape[2] != 2
+            or x.shape[3] != self.num_bands
+        ):
             raise ValueError(
                 f"InSENet expects [B, 4, 2, {self.num_bands}, T] features, got {list(x.shape)}"
             )
@@ -172,5 +188,7 @@ class InSENet(nn.Module):
         if self.shared_views:
             desc = self.branches[0](img.flatten(0, 1)).reshape(b, -1)
         else:
-            desc = torch.cat([br(img[:, v]).flatten(1) for v, br in enumerate(self.branches)], dim=1)
+            desc = torch.cat(
+                [br(img[:, v]).flatten(1) for v, br in enumerate(self.branches)], dim=1
+            )
         return self.fc(desc)

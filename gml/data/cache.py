@@ -85,7 +85,9 @@ class FeatureCache:
             device = next(self.frontend.buffers()).device
             with torch.no_grad():
                 for p, entry in todo:
-                    audio = torch.from_numpy(load_audio(p, self.frontend.settings()["sample_rate"])).to(device)
+                    audio = torch.from_numpy(
+                        load_audio(p, self.frontend.settings()["sample_rate"])
+                    ).to(device)
                     spec = self.frontend.spectrogram(audio).float().cpu().contiguous()
                     _atomic_save(entry, spec.numpy())
                     out[p] = spec

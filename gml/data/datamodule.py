@@ -201,9 +201,7 @@ class GMLDataModule(L.LightningDataModule):
             cache = self.cache_dir if self.cache_dir is not None else default_cache_dir()
             music, speech = self.demo_items
             return Path(
-                demo_manifest(
-                    cache, music_items=music, speech_items=speech, progress=self.progress
-                )
+                demo_manifest(cache, music_items=music, speech_items=speech, progress=self.progress)
             )
         return Path(os.path.expanduser(self.manifest_arg))
 
@@ -242,7 +240,9 @@ class GMLDataModule(L.LightningDataModule):
             if n_val > 0:
                 part[rng.choice(pool, size=n_val, replace=False)] = "val"
         lookup = {(t, i): p for (t, i), p in zip(keys.itertuples(index=False), part)}
-        return np.array([lookup[(t, i)] for t, i in zip(table["test"], table["item"])], dtype=object)
+        return np.array(
+            [lookup[(t, i)] for t, i in zip(table["test"], table["item"])], dtype=object
+        )
 
     # -- views ----------------------------------------------------------------------------
 
@@ -287,14 +287,18 @@ class GMLDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         self._require_setup()
-        return self._loader(StimulusDataset(self._stimuli, self._index("val")), self.eval_batch_size, False)
+        return self._loader(
+            StimulusDataset(self._stimuli, self._index("val")), self.eval_batch_size, False
+        )
 
     def test_dataloader(self) -> list[DataLoader]:
         self._require_setup()
         if not self.test_sets:
             raise ManifestError(f"{self.manifest_path()}: no stimuli in the test partition")
         return [
-            self._loader(StimulusDataset(self._stimuli, self._index("test", t)), self.eval_batch_size, False)
+            self._loader(
+                StimulusDataset(self._stimuli, self._index("test", t)), self.eval_batch_size, False
+            )
             for t in self.test_sets
         ]
 

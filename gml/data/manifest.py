@@ -127,7 +127,7 @@ class Manifest:
             uniq = {p: _resolve(base, p) for p in df[col].unique()}
             df[col] = df[col].map(uniq)
             if check_audio:
-                for rel, absolute in uniq.items():
+                for absolute in uniq.values():
                     if not os.path.isfile(absolute):
                         r = int(np.flatnonzero(df[col].eq(absolute).to_numpy())[0])
                         raise ManifestError(

@@ -1,0 +1,17 @@
+"""Audio input and the gammatone frontend (features know nothing of data or model)."""
+
+from gml.features.audio import AudioError, load_audio, pad_pair
+from gml.features.gammatone import (
+    GammatoneFrontend,
+    erb_center_frequencies,
+    gammatone_power_response,
+)
+
+__all__ = [
+    "AudioError",
+    "GammatoneFrontend",
+    "erb_center_frequencies",
+    "gammatone_power_response",
+    "load_audio",
+    "pad_pair",
+]

@@ -1,0 +1,110 @@
+"""Audio input for the gml frontend: reading, channel policy, resampling and padding.
+
+Every array returned here is channels-first float32 ``[2, n]`` at the requested sample rate
+(48 kHz by default), which is what :class:`gml.features.GammatoneFrontend` consumes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from gml.errors import GMLError
+
+__all__ = ["AudioError", "load_audio", "pad_pair"]
+
+
+class AudioError(GMLError, ValueError):
+    """An audio file that gml cannot use.
+
+    The message always starts with the file path and says what was expected, e.g.
+    ``"mix.wav: has 6 channels; gml expects mono or stereo"``.
+    """
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = 48000) -> np.ndarray:
+    """Read an audio file as channels-first float32 stereo at ``sample_rate``.
+
+    Any format that soundfile (libsndfile) reads is accepted (WAV, FLAC, OGG, AIFF, ...).
+    Integer PCM is scaled to [-1, 1) by soundfile. Mono files are duplicated to dual mono
+    (L = R); stereo and binaural files are kept as they are. Files at another sample rate are
+    resampled with :func:`scipy.signal.resample_poly`, using the reduced fraction
+    ``sample_rate / file_rate`` (both divided by their gcd) as up/down factors.
+
+    Args:
+        path: The audio file.
+        sample_rate: Target sample rate in Hz.
+
+    Returns:
+        The signal, float32, C-contiguous.
+
+    Shape:
+        - Output: ``[2, n]`` (channels L, R; n samples at ``sample_rate``).
+
+    Raises:
+        AudioError: The file is missing or unreadable (soundfile's reason is included), has no
+            samples, has more than two channels, or contains NaN/inf samples.
+        ValueError: ``sample_rate`` is not a positive integer.
+    """
+    if int(sample_rate) != sample_rate or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    sample_rate = int(sample_rate)
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise AudioError(f"{name}: file not found; gml expects an existing audio file")
+    try:
+        data, file_rate = sf.read(name, dtype="float32", always_2d=True)
+    except (sf.SoundFileError, RuntimeError, OSError) as err:
+        raise AudioError(
+            f"{name}: cannot be read as audio ({err}); gml expects a file that soundfile reads"
+        ) from err
+
+    num_samples, num_channels = data.shape
+    if num_channels > 2:
+        raise AudioError(f"{name}: has {num_channels} channels; gml expects mono or stereo")
+    if num_samples == 0 or num_channels == 0:
+        raise AudioError(f"{name}: has no samples; gml expects a non-empty signal")
+    if not np.isfinite(data).all():
+        raise AudioError(f"{name}: contains NaN or infinite samples; gml expects finite audio")
+
+    audio = data.T  # [channels, n]
+    if file_rate != sample_rate:
+        g = math.gcd(int(file_rate), sample_rate)
+        up, down = sample_rate // g, int(file_rate) // g
+        audio = resample_poly(audio.astype(np.float64), up, down, axis=-1)
+    if num_channels == 1:
+        audio = np.concatenate([audio, audio], axis=0)
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def pad_pair(ref: np.ndarray, coded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-pad the shorter of two signals on both sides to the length of the longer.
+
+    The missing ``d`` samples are split as ``d // 2`` before and ``d - d // 2`` after (the odd
+    sample goes at the end). The longer (or equal-length) signal is returned unchanged.
+
+    Args:
+        ref: Reference signal, time on the last axis.
+        coded: Coded signal, time on the last axis; leading axes must match ``ref``'s.
+
+    Returns:
+        ``(ref, coded)`` with equal length; dtypes are preserved.
+
+    Shape:
+        - ref: ``[..., n_ref]``, coded: ``[..., n_coded]``.
+        - Output: both ``[..., max(n_ref, n_coded)]``.
+    """
+    n = max(ref.shape[-1], coded.shape[-1])
+
+    def _pad(x: np.ndarray) -> np.ndarray:
+        d = n - x.shape[-1]
+        if d == 0:
+            return x
+        widths = [(0, 0)] * (x.ndim - 1) + [(d // 2, d - d // 2)]
+        return np.pad(x, widths)
+
+    return _pad(ref), _pad(coded)

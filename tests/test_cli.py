@@ -1,0 +1,249 @@
+"""The real ``gml`` command: every config under fast_dev_run, train → test round trip with a
+non-default head and backbone, a listening test it has never seen, clear one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from gml.cli import main
+from gml.listener import load_module
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+
+
+def _gml(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    e = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "gml", *args],
+        cwd=cwd,
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_every_config_fast_dev_run(config, tiny_demo, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(
+        [
+            "fit",
+            "--config",
+            str(config),
+            "--data.manifest",
+            str(tiny_demo),
+            "--trainer.fast_dev_run",
+            "1",
+            "--trainer.accelerator",
+            "cpu",
+            "--data.progress",
+            "false",
+        ]
+    )
+
+
+def _fit(tmp_path: Path, manifest: Path, *extra: str) -> Path:
+    main(
+        [
+            "fit",
+            "--config", str(REPO / "configs" / "demo.yaml"),
+            "--data.manifest", str(manifest),
+            "--data.progress", "false",
+            "--trainer.max_epochs", "1",
+            "--trainer.limit_train_batches", "3",
+            "--trainer.accelerator", "cpu",
+            "--trainer.enable_progress_bar", "false",
+            "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
+            *extra,
+        ]
+    )  # fmt: skip
+    (run,) = (tmp_path / "runs" / "demo").iterdir()
+    return run
+
+
+def test_fit_test_round_trip_non_default_head_and_backbone(
+    noise_manifest, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    run = _fit(
+        tmp_path,
+        noise_manifest,
+        "--model.head", "gml.heads.GaussianHead",
+        "--model.head.init_args.scale_unit", "7.0",
+        "--model.backbone.init_args.preset", "tiny",
+        "--model.backbone.init_args.shared_views", "false",
+    )  # fmt: skip
+    assert {"best.ckpt", "last.ckpt", "config.yaml"} <= {p.name for p in run.iterdir()}
+    out = capsys.readouterr().out
+    assert "best.ckpt" in out and "gml test --ckpt" in out
+
+    model = load_module(run / "best.ckpt")
+    assert type(model.head).__name__ == "GaussianHead" and model.head.scale_unit == 7.0
+    assert model.backbone.shared_views is False and len(model.backbone.branches) == 4
+    state = torch.load(run / "best.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, state[k])
+
+    monkeypatch.chdir(REPO)  # a different working directory than the run's
+    main(
+        [
+            "test",
+            "--ckpt",
+            str(run / "best.ckpt"),
+            "--data.progress",
+            "false",
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "noise-test" in out and "Rp mean" in out and "metrics.json" in out
+    metrics = json.loads((run / "test-best" / "metrics.json").read_text())
+    res = metrics["test_sets"]["noise-test"]
+    for key in (
+        "mean_pearson",
+        "mean_spearman",
+        "outlier_ratio",
+        "ci_pearson",
+        "ci_spearman",
+        "ci_rmse",
+        "nll",
+        "constant_nll",
+    ):
+        assert key in res
+    preds = pd.read_csv(run / "test-best" / "predictions.csv")
+    assert list(preds.columns[:9]) == [
+        "test", "item", "condition", "n_listeners", "subjective_mean", "subjective_ci95",
+        "predicted_mean", "predicted_std", "predicted_ci95",
+    ]  # fmt: skip
+    assert "snr_db" in preds.columns  # extra manifest columns are carried through
+    assert (preds["n_listeners"] == 5).all() and preds["predicted_std"].gt(0).all()
+
+    # the same predictions from the Python API
+    from gml.data.datamodule import GMLDataModule
+
+    dm = GMLDataModule(str(noise_manifest), progress=False)
+    dm.setup("test")
+    batch = next(iter(dm.test_dataloader()[0]))
+    with torch.no_grad():
+        dist = model(batch["features"])
+    st = dm.stimuli.iloc[batch["index"].numpy()]
+    merged = st.merge(preds, on=["test", "item", "condition"])
+    torch.testing.assert_close(
+        torch.tensor(merged["predicted_mean"].to_numpy(), dtype=torch.float32),
+        dist.mean,
+        atol=1e-3,
+        rtol=0,
+    )
+
+
+def test_ckpt_path_alias_and_split_manifest(split_manifest, tmp_path, monkeypatch, capsys):
+    """A second, differently made listening test (mono, mixed rates, split column) trains and
+    tests given only its manifest path."""
+    monkeypatch.chdir(tmp_path)
+    run = _fit(tmp_path, split_manifest, "--model.backbone.init_args.preset", "tiny")
+    main(["test", "--ckpt_path", str(run / "last.ckpt"), "--data.progress", "false"])
+    assert (run / "test-last" / "predictions.csv").is_file()
+    preds = pd.read_csv(run / "test-last" / "predictions.csv")
+    assert set(preds["item"]) == {"item4", "item5"}  # the split column's test items
+
+
+def test_wandb_logger_offline(tiny_demo, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    main(
+        [
+            "fit", "--config", str(REPO / "configs" / "demo.yaml"),
+            "--data.manifest", str(tiny_demo), "--data.progress", "false",
+            "--model.backbone.init_args.preset", "tiny",
+            "--trainer.max_steps", "1", "--trainer.limit_val_batches", "1",
+            "--trainer.logger", "lightning.pytorch.loggers.WandbLogger",
+            "--trainer.logger.init_args.save_dir", str(tmp_path),
+            "--trainer.logger.init_args.project", "gml-test",
+        ]
+    )  # fmt: skip
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
+
+
+def test_help_lists_subcommands(tmp_path):
+    r = _gml("--help", cwd=tmp_path)
+    assert r.returncode == 0
+    for sub in ("fit", "validate", "test", "predict"):
+        assert sub in r.stdout
+
+
+def _one_line_error(r: subprocess.CompletedProcess, *needles: str) -> None:
+    """Non-zero exit, no traceback, and the last line of stderr is the one error line."""
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert "error" in last.lower(), r.stderr
+    for n in needles:
+        assert n in last, r.stderr
+
+
+def test_bad_manifest_is_one_clear_line(tmp_path, noise_manifest):
+    df = pd.read_csv(noise_manifest).drop(columns=["listener"])
+    bad = tmp_path / "bad.csv"
+    df.to_csv(bad, index=False)
+    r = _gml(
+        "fit",
+        "--config",
+        str(REPO / "configs" / "demo.yaml"),
+        "--data.manifest",
+        str(bad),
+        "--trainer.fast_dev_run",
+        "1",
+        cwd=tmp_path,
+    )
+    _one_line_error(r, "bad.csv", "missing column(s) listener")
+
+
+def test_missing_audio_and_bad_score_name_the_row(tmp_path, noise_manifest):
+    df = pd.read_csv(noise_manifest, dtype=str)
+    df.loc[4, "score"] = "loud"
+    (tmp_path / "wav").symlink_to(noise_manifest.parent / "wav")
+    bad = tmp_path / "bad.csv"
+    df.to_csv(bad, index=False)
+    r = _gml(
+        "fit",
+        "--config",
+        str(REPO / "configs" / "demo.yaml"),
+        "--data.manifest",
+        str(bad),
+        "--trainer.fast_dev_run",
+        "1",
+        cwd=tmp_path,
+    )
+    _one_line_error(r, "row 6, column 'score'")
+
+
+def test_unknown_config_key(tmp_path):
+    r = _gml(
+        "fit",
+        "--config",
+        str(REPO / "configs" / "demo.yaml"),
+        "--data.no_such_key",
+        "1",
+        cwd=tmp_path,
+    )
+    _one_line_error(r, "no_such_key")
+
+
+def test_not_a_checkpoint(tmp_path):
+    fake = tmp_path / "x.ckpt"
+    fake.write_text("hello")
+    r = _gml("test", "--ckpt", str(fake), cwd=tmp_path)
+    _one_line_error(r, "x.ckpt", "not a readable PyTorch checkpoint")
