@@ -13,7 +13,7 @@ import torch
 import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from gml.data.datamodule import BUILTIN_DEMO, GMLDataModule
 from gml.errors import GMLError
@@ -72,6 +72,13 @@ class GMLCLI(LightningCLI):
                 "model.optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-4}},
             }
         )
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if self.subcommand != "fit":
+            # only training writes a run folder; evaluating must not drop config.yaml in cwd
+            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, SaveConfigCallback)]
+        return trainer
 
     # -- fit ------------------------------------------------------------------------------
 

@@ -247,3 +247,12 @@ def test_not_a_checkpoint(tmp_path):
     fake.write_text("hello")
     r = _gml("test", "--ckpt", str(fake), cwd=tmp_path)
     _one_line_error(r, "x.ckpt", "not a readable PyTorch checkpoint")
+
+
+def test_evaluation_writes_nothing_in_cwd(noise_manifest, tmp_path, monkeypatch):
+    run = _fit(tmp_path, noise_manifest, "--model.backbone.init_args.preset", "tiny")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    main(["validate", "--ckpt", str(run / "last.ckpt"), "--data.progress", "false"])
+    assert list(elsewhere.iterdir()) == []
