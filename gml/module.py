@@ -77,7 +77,7 @@ class GMLModule(L.LightningModule):
     # -- training -------------------------------------------------------------------------
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        if self.trainer is not None and self.trainer.training and self.augment:
+        if self.augment and self._trainer is not None and self._trainer.training:
             for aug in self.augment:
                 batch = aug(batch)
         return batch

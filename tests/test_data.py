@@ -186,3 +186,20 @@ def test_feature_cache_reused(noise_manifest, tmp_path):
     mtimes = [e.stat().st_mtime_ns for e in entries]
     _dm(noise_manifest, tmp_path)
     assert [e.stat().st_mtime_ns for e in entries] == mtimes
+
+
+def test_fold_role_val_is_the_papers_schedule(tiny_demo, tmp_path):
+    vals = []
+    for fold in range(5):
+        dm = _dm(tiny_demo, tmp_path, fold=fold, fold_role="val")
+        st = dm.stimuli
+        assert set(st["partition"]) == {"train", "val"}
+        vals.append(set(map(tuple, st.loc[st["partition"] == "val", ["test", "item"]].drop_duplicates().to_numpy())))
+    assert sum(len(v) for v in vals) == 10 and len(set().union(*vals)) == 10  # each item validates once
+
+
+def test_fold_role_val_keeps_split_test_rows(split_manifest, tmp_path):
+    dm = _dm(split_manifest, tmp_path, fold_role="val", num_folds=2)
+    st = dm.stimuli
+    assert (st.loc[st["split"] == "test", "partition"] == "test").all()
+    assert set(st.loc[st["split"] != "test", "partition"]) == {"train", "val"}

@@ -126,9 +126,13 @@ def collate(batch: list[dict]) -> dict[str, Tensor]:
 class GMLDataModule(L.LightningDataModule):
     """Streams listening-test ratings to a GML model.
 
-    Partition: when the manifest has a ``split`` column it decides train / val / test.
-    Otherwise items (test, item) are dealt into ``num_folds`` folds; fold ``fold`` is the test
-    partition and ``val_fraction`` of the remaining items (per listening test) is validation.
+    Partition: items (test, item) are dealt into ``num_folds`` folds per listening test. With
+    ``fold_role="test"`` (default, cross-validation) fold ``fold`` is the test partition and
+    ``val_fraction`` of the remaining items is validation. With ``fold_role="val"`` (the paper's
+    schedule: train/val partitions in turn) fold ``fold`` is validation, the rest is training
+    and nothing from the folds is tested. A ``split`` column in the manifest overrides this:
+    with ``fold_role="test"`` it decides train / val / test outright; with ``fold_role="val"``
+    its ``test`` rows stay the test partition and the other rows are folded.
 
     Training examples are per-listener (stimulus, score) triplets; a head whose ``target`` is
     ``"mean"`` (the non-GML baseline) gets one example per stimulus with its mean score.
@@ -139,7 +143,8 @@ class GMLDataModule(L.LightningDataModule):
         manifest: Path of a manifest CSV, or ``"builtin:demo"`` for the built-in synthetic demo
             listening test (generated on first use into the cache folder).
         num_folds: Number of item-grouped folds (ignored with a ``split`` column).
-        fold: Which fold is held out for testing.
+        fold: Which fold is held out (for testing, or validation with ``fold_role="val"``).
+        fold_role: What the held-out fold is used for: ``"test"`` or ``"val"``.
         val_fraction: Fraction of the non-test items used for validation.
         batch_size: Training batch size (ratings, or stimuli for mean-target heads).
         eval_batch_size: Stimuli per validation/test batch.
@@ -156,6 +161,7 @@ class GMLDataModule(L.LightningDataModule):
         manifest: str = BUILTIN_DEMO,
         num_folds: int = 5,
         fold: int = 0,
+        fold_role: Literal["test", "val"] = "test",
         val_fraction: float = 0.2,
         batch_size: int = 8,
         eval_batch_size: int = 16,
@@ -176,6 +182,9 @@ class GMLDataModule(L.LightningDataModule):
         self.manifest_arg = manifest
         self.num_folds = num_folds
         self.fold = fold
+        if fold_role not in ("test", "val"):
+            raise ManifestError(f"data.fold_role: {fold_role!r}; expected 'test' or 'val'")
+        self.fold_role = fold_role
         self.val_fraction = val_fraction
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -228,21 +237,26 @@ class GMLDataModule(L.LightningDataModule):
         self.test_sets = sorted(table.loc[self.partition == "test", "test"].unique())
 
     def _partition(self, table: pd.DataFrame) -> np.ndarray:
-        if "split" in table.columns:
+        has_split = "split" in table.columns
+        if has_split and self.fold_role == "test":
             return table["split"].to_numpy()
-        keys = table[["test", "item"]].drop_duplicates().reset_index(drop=True)
+        fixed = table["split"].eq("test").to_numpy() if has_split else np.zeros(len(table), bool)
+        keys = table.loc[~fixed, ["test", "item"]].drop_duplicates().reset_index(drop=True)
         folds = assign_folds(keys, self.num_folds, self.seed)
-        part = np.where(folds == self.fold, "test", "train").astype(object)
-        rng = np.random.default_rng(self.seed + 1)
-        for _, idx in keys.groupby("test", sort=True).indices.items():
-            pool = np.asarray([i for i in idx if part[i] == "train"])
-            n_val = min(max(1, round(self.val_fraction * len(pool))), len(pool) - 1)
-            if n_val > 0:
-                part[rng.choice(pool, size=n_val, replace=False)] = "val"
+        held_out = "val" if self.fold_role == "val" else "test"
+        part = np.where(folds == self.fold, held_out, "train").astype(object)
+        if self.fold_role == "test":
+            rng = np.random.default_rng(self.seed + 1)
+            for _, idx in keys.groupby("test", sort=True).indices.items():
+                pool = np.asarray([i for i in idx if part[i] == "train"])
+                n_val = min(max(1, round(self.val_fraction * len(pool))), len(pool) - 1)
+                if n_val > 0:
+                    part[rng.choice(pool, size=n_val, replace=False)] = "val"
         lookup = {(t, i): p for (t, i), p in zip(keys.itertuples(index=False), part)}
-        return np.array(
-            [lookup[(t, i)] for t, i in zip(table["test"], table["item"])], dtype=object
-        )
+        out = np.full(len(table), "test", dtype=object)  # rows fixed to test by `split`
+        for k in np.flatnonzero(~fixed):
+            out[k] = lookup[(table["test"].iat[k], table["item"].iat[k])]
+        return out
 
     # -- views ----------------------------------------------------------------------------
 
