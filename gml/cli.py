@@ -77,7 +77,9 @@ class GMLCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         if self.subcommand != "fit":
             # only training writes a run folder; evaluating must not drop config.yaml in cwd
-            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, SaveConfigCallback)]
+            trainer.callbacks = [
+                c for c in trainer.callbacks if not isinstance(c, SaveConfigCallback)
+            ]
         return trainer
 
     # -- fit ------------------------------------------------------------------------------
@@ -281,19 +283,50 @@ _QUIET = (
 )
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``gml`` command."""
+def quiet_warnings() -> None:
+    """Silence the Lightning warnings that gml triggers by design (see ``_QUIET``)."""
     import warnings
 
     for pattern in _QUIET:
         warnings.filterwarnings("ignore", message=pattern)
+
+
+def run(argv: list[str]) -> GMLCLI:
+    """Run one LightningCLI subcommand (``--ckpt`` expanded); errors propagate."""
+    argv, tmp = _expand_ckpt(list(argv))
+    try:
+        return GMLCLI(args=argv)
+    finally:
+        if tmp and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+EXTRA_COMMANDS = {
+    "cv": ("gml.cv", "k-fold cross-validation: one model per fold, pooled metrics per test set"),
+    "table": ("gml.table", "Table-I-style comparison of several runs (Markdown / CSV)"),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``gml`` command."""
+    quiet_warnings()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = bool(os.environ.get("GML_DEBUG")) or "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    tmp = None
     try:
-        argv, tmp = _expand_ckpt(argv)
-        GMLCLI(args=argv)
+        if argv and argv[0] in EXTRA_COMMANDS:
+            import importlib
+
+            importlib.import_module(EXTRA_COMMANDS[argv[0]][0]).main(argv[1:])
+            return
+        if not argv or argv[0] in ("-h", "--help"):
+            try:
+                run(argv)
+            finally:
+                print("\nmore commands (see 'gml <command> --help'):")
+                for name, (_, text) in EXTRA_COMMANDS.items():
+                    print(f"  {name:<8} {text}")
+        run(argv)
     except GMLError as err:
         if debug:
             raise
@@ -302,9 +335,6 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("gml: interrupted", file=sys.stderr)
         sys.exit(130)
-    finally:
-        if tmp and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
-__all__ = ["CONFIG_KEY", "EmbedConfig", "GMLCLI", "config_from_checkpoint", "main"]
+__all__ = ["CONFIG_KEY", "EmbedConfig", "GMLCLI", "config_from_checkpoint", "main", "run"]

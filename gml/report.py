@@ -127,3 +127,26 @@ def write_json(path: Path, obj) -> None:
         return o
 
     atomic_write_text(path, json.dumps(clean(obj), indent=2) + "\n")
+
+
+def metrics_from_predictions(frame: pd.DataFrame) -> dict[str, float]:
+    """Table metrics (all but NLL, which needs the individual scores) of one test set's
+    ``predictions.csv`` rows, computed with the same torchmetrics classes as ``gml test``."""
+    import torch
+
+    from gml.metrics import metric_collection
+
+    col = lambda c: torch.tensor(frame[c].to_numpy(dtype=float), dtype=torch.float32)  # noqa: E731
+    metrics = metric_collection()
+    metrics.update(
+        pred_mean=col("predicted_mean"),
+        pred_std=col("predicted_std"),
+        pred_ci=col("predicted_ci95"),
+        subj_mean=col("subjective_mean"),
+        subj_ci=col("subjective_ci95"),
+        n_listeners=col("n_listeners"),
+        nll=torch.full((1,), float("nan")),
+    )
+    out = {k: float(v) for k, v in metrics.compute().items()}
+    out.pop("nll")
+    return out

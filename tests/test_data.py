@@ -194,8 +194,17 @@ def test_fold_role_val_is_the_papers_schedule(tiny_demo, tmp_path):
         dm = _dm(tiny_demo, tmp_path, fold=fold, fold_role="val")
         st = dm.stimuli
         assert set(st["partition"]) == {"train", "val"}
-        vals.append(set(map(tuple, st.loc[st["partition"] == "val", ["test", "item"]].drop_duplicates().to_numpy())))
-    assert sum(len(v) for v in vals) == 10 and len(set().union(*vals)) == 10  # each item validates once
+        vals.append(
+            set(
+                map(
+                    tuple,
+                    st.loc[st["partition"] == "val", ["test", "item"]].drop_duplicates().to_numpy(),
+                )
+            )
+        )
+    assert (
+        sum(len(v) for v in vals) == 10 and len(set().union(*vals)) == 10
+    )  # each item validates once
 
 
 def test_fold_role_val_keeps_split_test_rows(split_manifest, tmp_path):

@@ -1,0 +1,236 @@
+"""``gml cv``: k-fold cross-validation with pooled, per-test-set metrics.
+
+Two schedules:
+
+* ``cv`` (default): one model per fold. Fold k's items are held out; the rest are split 80/20
+  into train/val; the model that never saw an item predicts it. Folds run in sequence, or as
+  separate jobs (``--fold K``) whose outputs ``--collect`` merges.
+* ``paper``: the paper's own schedule: ONE model trained ``--epochs-per-fold`` epochs on each
+  of the k train/val partitions in turn (fold k validates), 50 epochs in all for 5 × 10. No
+  item is held out from training by this schedule: like the paper, evaluate on listening
+  tests kept out of training (rows with ``split = test`` in the manifest are never trained on
+  and are tested at the end).
+
+Outputs (``--out``, default ``runs/cv/<config name>``): ``fold<k>/`` runs (checkpoints, logs,
+``test-best/metrics.json`` and ``predictions.csv``) and ``cv/metrics.json`` /
+``cv/predictions.csv`` with the pooled figures, in the same format as ``gml test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gml.errors import GMLError
+
+KEY = ["test", "item", "condition"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gml cv",
+        description="Cross-validate a configuration: one model per fold (or the paper's "
+        "one-model schedule), pooled metrics per listening test. Any other option "
+        "(--trainer.max_epochs 5, --model.head ...) is passed on to 'gml fit'.",
+    )
+    p.add_argument("--config", action="append", default=[], help="fit config YAML (repeatable)")
+    p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    p.add_argument("--fold", type=int, action="append", help="run only this fold (repeatable)")
+    p.add_argument("--collect", action="store_true", help="only merge finished folds")
+    p.add_argument("--out", help="output folder (default runs/cv/<config name>)")
+    p.add_argument("--name", help="model name for tables (default: the config's file name)")
+    p.add_argument("--schedule", choices=("cv", "paper"), default="cv")
+    p.add_argument("--epochs-per-fold", type=int, default=10, help="paper schedule only")
+    p.add_argument("--restart", action="store_true", help="retrain folds that already finished")
+    return p
+
+
+def main(argv: list[str]) -> None:
+    """Entry point of ``gml cv``."""
+    args, overrides = build_parser().parse_known_args(argv)
+    if not args.config and not (args.collect and args.out):
+        raise GMLError("gml cv: --config is required (or --collect with --out)")
+    if args.folds < 2:
+        raise GMLError(f"gml cv: --folds {args.folds}; expected 2 or more")
+    name = args.name or (Path(args.config[-1]).stem if args.config else Path(args.out).name)
+    out = Path(args.out or Path("runs") / "cv" / name)
+    if args.schedule == "paper":
+        paper_schedule(args, overrides, out)
+        return
+    folds = args.fold if args.fold else list(range(args.folds))
+    bad = [k for k in folds if not 0 <= k < args.folds]
+    if bad:
+        raise GMLError(f"gml cv: --fold {bad[0]}; expected 0 to {args.folds - 1}")
+    if not args.collect:
+        for k in folds:
+            run_fold(args, overrides, out, k)
+    if args.collect or not args.fold:
+        collect(out, args.folds, name)
+    else:
+        done = [k for k in range(args.folds) if _fold_done(out, k)]
+        print(
+            f"gml cv: folds finished {done} of {args.folds}; merge with: gml cv --collect --out {out} --folds {args.folds}"
+        )
+
+
+def _config_args(args) -> list[str]:
+    return [a for c in args.config for a in ("--config", c)]
+
+
+def _fold_dir(out: Path, k: int) -> Path:
+    return out / f"fold{k}"
+
+
+def _fold_done(out: Path, k: int) -> bool:
+    d = _fold_dir(out, k) / "test-best"
+    return (d / "predictions.csv").is_file() and (d / "metrics.json").is_file()
+
+
+def _logger_args(out: Path, version: str) -> list[str]:
+    return [
+        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
+        "--trainer.logger.init_args.save_dir", str(out),
+        "--trainer.logger.init_args.name", "",
+        "--trainer.logger.init_args.version", version,
+    ]  # fmt: skip
+
+
+def run_fold(args, overrides: list[str], out: Path, k: int) -> None:
+    """Train fold ``k`` (held out for testing) and test its best checkpoint."""
+    from gml.cli import run
+
+    fold_dir = _fold_dir(out, k)
+    if _fold_done(out, k) and not args.restart:
+        print(f"gml cv: fold {k} already finished ({fold_dir}); --restart retrains it", flush=True)
+        return
+    if fold_dir.exists():
+        shutil.rmtree(fold_dir)  # an unfinished fold starts again from scratch
+    print(f"gml cv: fold {k + 1}/{args.folds} → {fold_dir}", flush=True)
+    cli = run(
+        ["fit", *_config_args(args), *overrides,
+         "--data.num_folds", str(args.folds), "--data.fold", str(k), "--data.fold_role", "test",
+         *_logger_args(out, f"fold{k}")]
+    )  # fmt: skip
+    ckpt = cli.trainer.checkpoint_callback
+    best = (
+        Path(ckpt.best_model_path)
+        if ckpt is not None and ckpt.best_model_path
+        else fold_dir / "last.ckpt"
+    )
+    best_link = fold_dir / "best.ckpt"
+    if best != best_link and best.is_file():
+        shutil.copyfile(best, best_link)
+    run(["test", "--ckpt", str(best_link), "--trainer.enable_progress_bar", "false"])
+
+
+def collect(out: Path, num_folds: int, name: str) -> dict:
+    """Merge every fold's held-out predictions and compute pooled metrics per test set."""
+    from gml import report
+
+    frames, per_fold = [], {}
+    missing = [k for k in range(num_folds) if not _fold_done(out, k)]
+    if missing:
+        raise GMLError(
+            f"{out}: fold(s) {missing} not finished; run them with 'gml cv --config ... --fold K --out {out}'"
+        )
+    import json
+
+    for k in range(num_folds):
+        d = _fold_dir(out, k) / "test-best"
+        f = pd.read_csv(d / "predictions.csv")
+        f.insert(0, "fold", k)
+        frames.append(f)
+        per_fold[k] = json.loads((d / "metrics.json").read_text())["test_sets"]
+    allp = pd.concat(frames, ignore_index=True)
+    dup = allp.duplicated(subset=KEY)
+    if dup.any():
+        row = allp.loc[dup].iloc[0]
+        raise GMLError(
+            f"{out}: stimulus {row['test']}/{row['item']}/{row['condition']} was held out by two folds; were the folds run with different settings?"
+        )
+    results: dict[str, dict] = {}
+    for test, g in allp.groupby("test", sort=True):
+        res = report.metrics_from_predictions(g)
+        ratings = {k: g.loc[g["fold"] == k, "n_listeners"].sum() for k in range(num_folds)}
+        total = sum(ratings.values())
+        for key in ("nll", "constant_nll"):
+            vals = [(per_fold[k].get(test, {}).get(key), r) for k, r in ratings.items() if r]
+            res[key] = (
+                float(sum(v * r for v, r in vals) / total)
+                if vals and all(v is not None for v, _ in vals)
+                else float("nan")
+            )
+        res["n_stimuli"] = int(len(g))
+        results[test] = res
+    folds_table = {
+        f"fold{k}": {
+            t: {m: v for m, v in r.items() if v is not None} for t, r in per_fold[k].items()
+        }
+        for k in range(num_folds)
+    }
+    cv_dir = out / "cv"
+    report.write_json(
+        cv_dir / "metrics.json",
+        {
+            "name": name,
+            "schedule": "cv",
+            "folds": num_folds,
+            "test_sets": results,
+            "per_fold": folds_table,
+        },
+    )
+    report.atomic_write_text(
+        cv_dir / "predictions.csv", allp.to_csv(index=False, float_format="%.4f")
+    )
+    print(f"\n{name}: {num_folds}-fold cross-validation, pooled held-out predictions")
+    print(report.format_table(results, extra={"const NLL": "constant_nll"}))
+    print("\nper fold:")
+    rows = {
+        f"{t} fold{k}": {m: (np.nan if v is None else v) for m, v in r.items()}
+        for k in range(num_folds)
+        for t, r in per_fold[k].items()
+    }
+    print(report.format_table(rows))
+    print(f"gml cv: wrote {cv_dir / 'metrics.json'} and {cv_dir / 'predictions.csv'}", flush=True)
+    return results
+
+
+def paper_schedule(args, overrides: list[str], out: Path) -> None:
+    """One model, ``epochs_per_fold`` epochs on each train/val partition in turn."""
+    from gml.cli import run
+
+    prev = None
+    cli = None
+    for k in range(args.folds):
+        stage = out / f"stage{k}"
+        if stage.exists():
+            shutil.rmtree(stage)
+        print(
+            f"gml cv (paper schedule): partition {k + 1}/{args.folds}, epochs {k * args.epochs_per_fold}-{(k + 1) * args.epochs_per_fold}",
+            flush=True,
+        )
+        argv = ["fit", *_config_args(args), *overrides,
+                "--data.num_folds", str(args.folds), "--data.fold", str(k), "--data.fold_role", "val",
+                "--trainer.max_epochs", str((k + 1) * args.epochs_per_fold),
+                *_logger_args(out, f"stage{k}")]  # fmt: skip
+        if prev is not None:
+            argv += ["--ckpt_path", str(prev)]
+        cli = run(argv)
+        prev = stage / "last.ckpt"
+    final = out / "final.ckpt"
+    shutil.copyfile(prev, final)
+    print(f"gml cv (paper schedule): final model {final}", flush=True)
+    dm = cli.datamodule
+    if dm is not None and dm.partition is not None and (dm.partition == "test").any():
+        run(["test", "--ckpt", str(final), "--trainer.enable_progress_bar", "false"])
+    else:
+        print(
+            "no held-out listening test in this manifest (no rows with split = test); "
+            f"evaluate with: gml test --ckpt {final} --data.manifest <test manifest>",
+            file=sys.stderr,
+        )

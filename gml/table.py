@@ -1,0 +1,127 @@
+"""``gml table``: one Table-I-style comparison of several runs.
+
+Each run is a ``metrics.json`` written by ``gml test`` or ``gml cv`` (or a folder holding one:
+``cv/metrics.json``, ``test-best/metrics.json`` or ``metrics.json`` are looked for, in that
+order). One row per run, the metric columns per test set, the best value per column marked
+(bold in Markdown, ``*`` in CSV). Values a model cannot produce (CI columns of the non-GML
+baseline) print as ``n/a`` and are never "best".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from gml.errors import GMLError
+from gml.metrics import TABLE_COLUMNS
+from gml.report import atomic_write_text, fmt
+
+CANDIDATES = ("cv/metrics.json", "test-best/metrics.json", "metrics.json")
+
+
+def find_metrics(path: str | Path) -> Path:
+    """The ``metrics.json`` a run path names."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    for c in CANDIDATES:
+        if (p / c).is_file():
+            return p / c
+    raise GMLError(
+        f"{p}: no metrics.json found (looked for {', '.join(CANDIDATES)}); run 'gml test' or 'gml cv' first"
+    )
+
+
+def load_runs(paths: list[str], names: list[str] | None = None) -> list[tuple[str, dict]]:
+    """``[(name, {test set: {metric: value}})]`` for each run."""
+    runs = []
+    for i, path in enumerate(paths):
+        f = find_metrics(path)
+        try:
+            data = json.loads(f.read_text())
+            sets = data["test_sets"]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise GMLError(f"{f}: not a gml metrics file ({err})") from None
+        name = names[i] if names and i < len(names) else data.get("name") or Path(path).name
+        runs.append(
+            (
+                name,
+                {
+                    t: {k: (math.nan if v is None else v) for k, v in r.items()}
+                    for t, r in sets.items()
+                },
+            )
+        )
+    return runs
+
+
+def best_marks(runs, test_sets, columns) -> set[tuple[int, str, str]]:
+    """(run index, test set, metric) of the best finite value in each column."""
+    marks = set()
+    for t in test_sets:
+        for key, _, higher in columns:
+            if higher is None:
+                continue
+            vals = [(i, r.get(t, {}).get(key, math.nan)) for i, (_, r) in enumerate(runs)]
+            vals = [(i, v) for i, v in vals if v is not None and math.isfinite(v)]
+            if not vals:
+                continue
+            best = max(v for _, v in vals) if higher else min(v for _, v in vals)
+            marks |= {(i, t, key) for i, v in vals if v == best}
+    return marks
+
+
+def render(runs, fmt_name: str = "md", columns=None) -> str:
+    """The table as Markdown (``md``) or CSV (``csv``)."""
+    columns = columns or TABLE_COLUMNS
+    test_sets = sorted({t for _, r in runs for t in r})
+    marks = best_marks(runs, test_sets, columns)
+    header = ["model"] + [f"{t} {h}" for t in test_sets for _, h, _ in columns]
+    rows = []
+    for i, (name, res) in enumerate(runs):
+        row = [name]
+        for t in test_sets:
+            for key, _, _ in columns:
+                cell = fmt(
+                    res.get(t, {}).get(key, math.nan), 3 if key != "ci_rmse" and key != "nll" else 2
+                )
+                if (i, t, key) in marks:
+                    cell = f"**{cell}**" if fmt_name == "md" else f"{cell}*"
+                row.append(cell)
+        rows.append(row)
+    if fmt_name == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+        return buf.getvalue()
+    arrows = {k: ("↑" if h else "↓" if h is not None else "") for k, _, h in columns}
+    header = ["model"] + [f"{t} {h} {arrows[k]}".rstrip() for t in test_sets for k, h, _ in columns]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    """Entry point of ``gml table``."""
+    p = argparse.ArgumentParser(prog="gml table", description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", nargs="+", required=True, help="run folders or metrics.json files")
+    p.add_argument("--names", nargs="+", help="row names (default: the run's name)")
+    p.add_argument("--md", help="also write the Markdown table to this file")
+    p.add_argument("--csv", help="also write a CSV table to this file")
+    args = p.parse_args(argv)
+    runs = load_runs(args.runs, args.names)
+    md = render(runs, "md")
+    print(md, end="")
+    if args.md:
+        atomic_write_text(Path(args.md), md)
+    if args.csv:
+        atomic_write_text(Path(args.csv), render(runs, "csv"))

@@ -1,0 +1,163 @@
+"""``gml cv`` (both schedules, --fold/--collect) and ``gml table``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from gml.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = str(REPO / "configs" / "demo.yaml")
+BASE = [
+    "--model.backbone.init_args.preset", "tiny", "--trainer.limit_train_batches", "2",
+    "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu",
+    "--data.progress", "false",
+]  # fmt: skip
+FAST = [*BASE, "--trainer.max_epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def cv_runs(tiny_demo, tmp_path_factory):
+    """A GML and a non-GML 2-fold cross-validation on the tiny demo."""
+    root = tmp_path_factory.mktemp("cv")
+    main(
+        [
+            "cv",
+            "--config",
+            DEMO,
+            "--folds",
+            "2",
+            "--out",
+            str(root / "gml"),
+            "--data.manifest",
+            str(tiny_demo),
+            *FAST,
+        ]
+    )
+    main(
+        ["cv", "--config", DEMO, "--folds", "2", "--out", str(root / "nongml"), "--name", "non-GML",
+         "--data.manifest", str(tiny_demo), "--model.head", "gml.heads.PointHead", *FAST]
+    )  # fmt: skip
+    return root
+
+
+def test_cv_pools_every_stimulus_once(cv_runs, tiny_demo):
+    preds = pd.read_csv(cv_runs / "gml" / "cv" / "predictions.csv")
+    manifest = pd.read_csv(tiny_demo)
+    n_stimuli = len(manifest.groupby(["test", "item", "condition"]))
+    assert len(preds) == n_stimuli and not preds.duplicated(["test", "item", "condition"]).any()
+    # each item is predicted by exactly one fold's model
+    assert (preds.groupby(["test", "item"])["fold"].nunique() == 1).all()
+    assert set(preds["fold"]) == {0, 1}
+
+
+def test_cv_pooled_metrics_match_scipy(cv_runs):
+    m = json.loads((cv_runs / "gml" / "cv" / "metrics.json").read_text())
+    preds = pd.read_csv(cv_runs / "gml" / "cv" / "predictions.csv")
+    assert set(m["test_sets"]) == {"demo-music", "demo-speech"} and set(m["per_fold"]) == {
+        "fold0",
+        "fold1",
+    }
+    for test, g in preds.groupby("test"):
+        res = m["test_sets"][test]
+        np.testing.assert_allclose(
+            res["mean_pearson"],
+            sps.pearsonr(g["predicted_mean"], g["subjective_mean"])[0],
+            atol=2e-3,
+        )
+        np.testing.assert_allclose(
+            res["ci_rmse"],
+            np.sqrt(np.mean((g["predicted_ci95"] - g["subjective_ci95"]) ** 2)),
+            rtol=2e-3,
+        )
+        outl = np.mean(np.abs(g["predicted_mean"] - g["subjective_mean"]) > g["subjective_ci95"])
+        np.testing.assert_allclose(res["outlier_ratio"], outl, atol=1e-6)
+        # pooled NLL = listener-weighted mean of the folds' NLLs
+        w = {k: f["n_listeners"].sum() for k, f in g.groupby("fold")}
+        folds = [m["per_fold"][f"fold{k}"][test]["nll"] for k in sorted(w)]
+        np.testing.assert_allclose(
+            res["nll"], np.average(folds, weights=[w[k] for k in sorted(w)]), rtol=1e-6
+        )
+
+
+def test_nongml_reports_na(cv_runs):
+    m = json.loads((cv_runs / "nongml" / "cv" / "metrics.json").read_text())
+    res = m["test_sets"]["demo-music"]
+    assert res["ci_pearson"] is None and res["ci_rmse"] is None and res["nll"] is None
+    assert res["mean_pearson"] is not None
+
+
+def test_separate_folds_then_collect(tiny_demo, tmp_path, capsys):
+    out = tmp_path / "split-jobs"
+    args = [
+        "cv",
+        "--config",
+        DEMO,
+        "--folds",
+        "2",
+        "--out",
+        str(out),
+        "--data.manifest",
+        str(tiny_demo),
+        *FAST,
+    ]
+    main([*args, "--fold", "1"])
+    assert "folds finished [1]" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # collecting too early is one clear error
+        main(["cv", "--collect", "--out", str(out), "--folds", "2"])
+    assert "fold(s) [0] not finished" in capsys.readouterr().err
+    main([*args, "--fold", "0"])
+    main(["cv", "--collect", "--out", str(out), "--folds", "2"])
+    assert (out / "cv" / "metrics.json").is_file()
+
+
+def test_table_marks_best_and_na(cv_runs, tmp_path, capsys):
+    md, csv = tmp_path / "t.md", tmp_path / "t.csv"
+    main(
+        [
+            "table",
+            "--runs",
+            str(cv_runs / "gml"),
+            str(cv_runs / "nongml"),
+            "--names",
+            "GML",
+            "non-GML",
+            "--md",
+            str(md),
+            "--csv",
+            str(csv),
+        ]
+    )
+    text = md.read_text()
+    assert capsys.readouterr().out == text
+    lines = text.splitlines()
+    assert lines[0].startswith("| model | demo-music Rp mean ↑")
+    assert lines[2].startswith("| GML |") and lines[3].startswith("| non-GML |")
+    assert "n/a" in lines[3] and "**" in text
+    table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    col = "demo-music Rp mean"
+    starred = table[col].astype(str).str.endswith("*")
+    assert starred.sum() >= 1
+    vals = table[col].astype(str).str.rstrip("*").astype(float)
+    assert vals[starred].max() == vals.max()
+    # CI columns: the non-GML row is n/a and the GML row is therefore the best
+    assert table.loc[1, "demo-music RMSE CI"] == "n/a" and str(
+        table.loc[0, "demo-music RMSE CI"]
+    ).endswith("*")
+
+
+def test_paper_schedule(split_manifest, tmp_path):
+    out = tmp_path / "paper"
+    main(["cv", "--config", DEMO, "--schedule", "paper", "--folds", "2", "--epochs-per-fold", "1", "--out", str(out),
+          "--data.manifest", str(split_manifest), *BASE])  # fmt: skip
+    assert (out / "final.ckpt").is_file()
+    metrics = pd.read_csv(out / "stage1" / "metrics.csv")
+    assert metrics["epoch"].max() == 1  # two stages of one epoch: epochs 0 and 1 of one model
+    preds = pd.read_csv(out / "test-final" / "predictions.csv")
+    assert set(preds["item"]) == {"item4", "item5"}  # the manifest's split = test rows
