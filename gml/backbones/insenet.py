@@ -122,11 +122,14 @@ class InSENet(nn.Module):
     ``out_features`` (the last hidden layer, which the head projects to its parameters).
 
     Args:
-        preset: Named size from :data:`PRESETS` (``"paper"``, ``"small"``, ``"tiny"``); the other
-            arguments override single fields of it.
+        preset: Named size from :data:`PRESETS` (``"paper"``: the GML paper's 15.25 M with a
+            2-output head; ``"small"``, ``"tiny"``); the other arguments override single fields
+            of it.
         channels: Output channels of each Inception-SE block (each followed by 2×2 pooling).
         hidden: Widths of the fully connected layers; the last is ``out_features``.
-        shared_views: One branch shared by the four views (True) or one branch per view.
+        shared_views: One branch shared by the four views (True) or one branch per view
+            (only the branch is duplicated; "paper" preset with a 2-output head: 15.28 M
+            shared, 24.66 M separate).
         dropout: Dropout before each fully connected layer.
         stem_stride: Stride of the stem convolution in bands and frames; 2 quarters the cost of
             everything after it (the CPU-friendly presets use it).
