@@ -237,41 +237,40 @@ def config_from_checkpoint(ckpt_path: str | os.PathLike) -> dict:
     return yaml.safe_load(ckpt[CONFIG_KEY])
 
 
+def _pop_option(args: list[str], flag: str) -> str | None:
+    """Remove ``flag VALUE`` / ``flag=VALUE`` from ``args``; return VALUE (None if absent)."""
+    for k, a in enumerate(args):
+        if a == flag and k + 1 < len(args):
+            value = args[k + 1]
+            del args[k : k + 2]
+            return value
+        if a.startswith(flag + "="):
+            del args[k]
+            return a.split("=", 1)[1]
+    return None
+
+
 def _expand_ckpt(argv: list[str]) -> tuple[list[str], str | None]:
     """Turn ``gml test --ckpt X [...]`` into ``gml test --config <X's config> --ckpt_path X
-    --trainer.logger false [...]``. Returns the new argv and a temporary file to delete."""
+    --trainer.logger false [...]`` (same for ``--ckpt_path X`` without ``--config``).
+
+    Returns the new argv and a temporary config file for the caller to delete.
+    """
     if not argv or argv[0] not in EVAL_SUBCOMMANDS:
         return argv, None
     rest = list(argv[1:])
-    ckpt = None
-    for flag in ("--ckpt", "--ckpt_path"):
-        for k, a in enumerate(rest):
-            if a == flag and k + 1 < len(rest):
-                ckpt = rest[k + 1]
-                if flag == "--ckpt":
-                    del rest[k : k + 2]
-                break
-            if a.startswith(flag + "="):
-                ckpt = a.split("=", 1)[1]
-                if flag == "--ckpt":
-                    del rest[k]
-                break
-        if ckpt:
-            break
-    if ckpt is None or any(a == "--config" or a.startswith("--config=") for a in rest):
-        return [argv[0], *rest] + (
-            ["--ckpt_path", ckpt] if ckpt and "--ckpt_path" not in " ".join(rest) else []
-        ), None
+    ckpt = _pop_option(rest, "--ckpt") or _pop_option(rest, "--ckpt_path")
+    if ckpt is None:
+        return argv, None
+    if any(a == "--config" or a.startswith("--config=") for a in rest):
+        return [argv[0], *rest, "--ckpt_path", ckpt], None  # the user's config wins
     cfg = config_from_checkpoint(ckpt)
     cfg.setdefault("trainer", {})["logger"] = False
     cfg.setdefault("checkpoint", {})["dirpath"] = str(Path(ckpt).resolve().parent)
     fd, tmp = tempfile.mkstemp(prefix="gml-ckpt-config-", suffix=".yaml")
     with os.fdopen(fd, "w") as f:
         yaml.safe_dump(cfg, f, sort_keys=False)
-    new = [argv[0], "--config", tmp]
-    if not any(a == "--ckpt_path" or a.startswith("--ckpt_path=") for a in rest):
-        new += ["--ckpt_path", ckpt]
-    return new + rest, tmp
+    return [argv[0], "--config", tmp, "--ckpt_path", ckpt, *rest], tmp
 
 
 _QUIET = (

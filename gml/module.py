@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from gml.augment import BatchAugment
 from gml.heads import DistributionHead, LogisticHead
 from gml.metrics import metric_collection
-from gml.stats import ci_halfwidth
+from gml.stats import ci_halfwidth, stimulus_stats
 
 
 def infer_out_features(backbone: nn.Module, num_bands: int = 32) -> int:
@@ -91,10 +91,8 @@ class GMLModule(L.LightningModule):
     def _evaluate(self, batch: dict) -> dict[str, Tensor]:
         dist = self(batch["features"])
         scores, mask = batch["scores"], batch["mask"]
-        n = mask.sum(dim=1)
-        subj_mean = (scores * mask).sum(dim=1) / n
-        dev = torch.where(mask, scores - subj_mean[:, None], torch.zeros_like(scores))
-        subj_std = (dev.pow(2).sum(dim=1) / (n - 1).clamp(min=1)).sqrt()
+        subj = stimulus_stats(scores, mask)
+        n = subj.n
         pred_std = dist.stddev
         nll_each = -dist.log_prob(scores.transpose(0, 1)).transpose(0, 1)
         return {
@@ -102,8 +100,8 @@ class GMLModule(L.LightningModule):
             "pred_mean": dist.mean,
             "pred_std": pred_std,
             "pred_ci": ci_halfwidth(pred_std, n),
-            "subj_mean": subj_mean,
-            "subj_ci": ci_halfwidth(subj_std, n),
+            "subj_mean": subj.mean,
+            "subj_ci": subj.ci95,
             "n_listeners": n,
             "nll": nll_each[mask],
             "loss": self.head.loss(

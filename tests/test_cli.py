@@ -256,3 +256,13 @@ def test_evaluation_writes_nothing_in_cwd(noise_manifest, tmp_path, monkeypatch)
     monkeypatch.chdir(elsewhere)
     main(["validate", "--ckpt", str(run / "last.ckpt"), "--data.progress", "false"])
     assert list(elsewhere.iterdir()) == []
+
+
+def test_predict_writes_predictions(noise_manifest, tmp_path, monkeypatch, capsys):
+    run = _fit(tmp_path, noise_manifest, "--model.backbone.init_args.preset", "tiny")
+    monkeypatch.chdir(tmp_path)
+    main(["predict", "--ckpt", str(run / "last.ckpt"), "--data.progress", "false"])
+    out = run / "predict-last" / "predictions.csv"
+    assert str(out) in capsys.readouterr().out
+    preds = pd.read_csv(out)
+    assert len(preds) == 18 and preds["predicted_std"].gt(0).all()
