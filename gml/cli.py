@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 import yaml
+from jsonargparse import ArgumentError
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -53,8 +54,10 @@ class GMLCLI(LightningCLI):
                     "init_args": {"save_dir": "runs", "name": "gml"},
                 },
             },
+            # errors come back as exceptions so that main() reports them as one line
             parser_kwargs={
-                "description": "Generative Machine Listener: MUSHRA score distributions from audio pairs."
+                "description": "Generative Machine Listener: MUSHRA score distributions from audio pairs.",
+                "exit_on_error": False,
             },
             args=args,
             **kwargs,
@@ -72,6 +75,13 @@ class GMLCLI(LightningCLI):
                 "model.optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-4}},
             }
         )
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError) as err:
+            # a constructor rejected a configured value (e.g. an unknown preset)
+            raise GMLError(f"invalid configuration: {err}") from err
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
@@ -279,6 +289,8 @@ _QUIET = (
     # the run folder holds config.yaml and metrics.csv beside the checkpoints by design.
     r".*Checkpoint directory .* exists and is not empty.*",
     r".*isinstance\(treespec, LeafSpec\).*",
+    # main() hands LightningCLI the (possibly rewritten) argv on purpose.
+    r".*LightningCLI's args parameter is intended to run from within Python.*",
 )
 
 
@@ -306,6 +318,19 @@ EXTRA_COMMANDS = {
 }
 
 
+def _one_line(message: str) -> str:
+    """Condense jsonargparse's nested multi-line reasons to the informative part."""
+    import re
+
+    key = re.match(r'\s*(Parser key "[^"]+"):', message)
+    cls = re.search(
+        r"Problem with given class_path '([^']+)':\s*(.+?)(?:\n\s*-|\n\s*Given|$)", message, re.S
+    )
+    if key and cls:
+        return f"{key.group(1)}: cannot use class_path '{cls.group(1)}': {' '.join(cls.group(2).split())}"
+    return " ".join(message.split())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``gml`` command."""
     quiet_warnings()
@@ -326,10 +351,14 @@ def main(argv: list[str] | None = None) -> None:
                 for name, (_, text) in EXTRA_COMMANDS.items():
                     print(f"  {name:<8} {text}")
         run(argv)
-    except GMLError as err:
+    except (GMLError, ArgumentError) as err:
         if debug:
             raise
-        print(f"gml: error: {err}", file=sys.stderr)
+        message = _one_line(str(err))
+        if isinstance(err, ArgumentError):
+            sub = argv[0] if argv and argv[0] in GMLCLI.subcommands() else ""
+            message += f" (see 'gml {sub} --help')".replace("  ", " ")
+        print(f"gml: error: {message}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("gml: interrupted", file=sys.stderr)

@@ -266,3 +266,16 @@ def test_predict_writes_predictions(noise_manifest, tmp_path, monkeypatch, capsy
     assert str(out) in capsys.readouterr().out
     preds = pd.read_csv(out)
     assert len(preds) == 18 and preds["predicted_std"].gt(0).all()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--model.head", "gml.heads.Nope"], "cannot use class_path 'gml.heads.Nope'"),
+        (["--model.backbone.init_args.preset", "huge"], "unknown InSENet preset 'huge'"),
+        (["--data.batch_size", "abc"], 'Parser key "data.batch_size"'),
+    ],
+)
+def test_bad_values_are_one_line(tmp_path, args, needle):
+    r = _gml("fit", "--config", str(REPO / "configs" / "demo.yaml"), *args, cwd=tmp_path)
+    _one_line_error(r, needle)
