@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from gml.augment import BatchAugment
 from gml.heads import DistributionHead, LogisticHead
-from gml.metrics import metric_collection
+from gml.metrics import UPDATE_KWARGS, metric_collection
 from gml.stats import ci_halfwidth, stimulus_stats
 
 
@@ -131,20 +131,7 @@ class GMLModule(L.LightningModule):
     def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         out = self._evaluate(batch)
         metrics = self._test_metrics[str(dataloader_idx)]
-        metrics.update(
-            **{
-                k: out[k]
-                for k in (
-                    "pred_mean",
-                    "pred_std",
-                    "pred_ci",
-                    "subj_mean",
-                    "subj_ci",
-                    "n_listeners",
-                    "nll",
-                )
-            }
-        )
+        metrics.update(**{k: out[k] for k in UPDATE_KWARGS})
         self._test_records.append(
             {
                 "index": out["index"].cpu(),

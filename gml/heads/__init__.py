@@ -6,10 +6,18 @@ from __future__ import annotations
 from gml.heads.base import DistributionHead, positive_scale
 from gml.heads.distributions import Logistic, PointMass
 from gml.heads.gaussian import GaussianHead
+from gml.heads.location_scale import LocationScaleHead
 from gml.heads.logistic import LogisticHead
 from gml.heads.point import PointHead
 
 _BUILTIN = {"logistic": LogisticHead, "gaussian": GaussianHead, "point": PointHead}
+
+
+def _is_concrete(cls: type[DistributionHead]) -> bool:
+    """A head that can produce a distribution (not an intermediate base class)."""
+    if issubclass(cls, LocationScaleHead):
+        return hasattr(cls, "distribution_class")
+    return cls.distribution is not DistributionHead.distribution
 
 
 def list_heads() -> dict[str, type[DistributionHead]]:
@@ -23,7 +31,7 @@ def list_heads() -> dict[str, type[DistributionHead]]:
     while stack:
         cls = stack.pop()
         stack.extend(cls.__subclasses__())
-        if cls not in found.values():
+        if cls not in found.values() and _is_concrete(cls):
             found[cls.__name__.lower()] = cls
     return found
 
@@ -53,6 +61,7 @@ __all__ = [
     "DistributionHead",
     "GaussianHead",
     "Logistic",
+    "LocationScaleHead",
     "LogisticHead",
     "PointHead",
     "PointMass",

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from torch import Tensor
-
-from gml.heads.base import DistributionHead, positive_scale
 from gml.heads.distributions import Logistic
+from gml.heads.location_scale import LocationScaleHead
 
 
-class LogisticHead(DistributionHead):
+class LogisticHead(LocationScaleHead):
     """Logistic distribution of scores: mean μ, scale a, std = π a / √3.
 
-    Args:
-        min_scale: Floor of the scale a in MUSHRA points (keeps the NLL finite).
-        scale_unit: Scale (in points) per unit of softplus output; a ≈ 0.69·scale_unit at start.
-        score_offset: See :class:`DistributionHead`.
-        score_span: See :class:`DistributionHead`.
+    Args: see :class:`~gml.heads.location_scale.LocationScaleHead`; the scale is ``a``.
     """
 
-    num_params = 2
+    distribution_class = Logistic
 
     def __init__(
         self,
@@ -27,12 +21,4 @@ class LogisticHead(DistributionHead):
         score_offset: float = 50.0,
         score_span: float = 50.0,
     ):
-        super().__init__(score_offset=score_offset, score_span=score_span)
-        self.min_scale = float(min_scale)
-        self.scale_unit = float(scale_unit)
-
-    def distribution(self, params: Tensor) -> Logistic:
-        """Shape: params ``[B, 2]`` → batch shape ``[B]``."""
-        loc = self.location(params[..., 0])
-        scale = positive_scale(params[..., 1], self.min_scale, self.scale_unit)
-        return Logistic(loc, scale)
+        super().__init__(min_scale, scale_unit, score_offset, score_span)
