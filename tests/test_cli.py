@@ -279,3 +279,28 @@ def test_predict_writes_predictions(noise_manifest, tmp_path, monkeypatch, capsy
 def test_bad_values_are_one_line(tmp_path, args, needle):
     r = _gml("fit", "--config", str(REPO / "configs" / "demo.yaml"), *args, cwd=tmp_path)
     _one_line_error(r, needle)
+
+
+class PoolBackbone(torch.nn.Module):
+    """A user's backbone with the same contract and no ``out_features`` attribute."""
+
+    def __init__(self, width: int = 6):
+        super().__init__()
+        self.lin = torch.nn.Linear(4 * 2 * 32, width)
+
+    def forward(self, x):
+        return torch.relu(self.lin(x.mean(dim=-1).flatten(1)))
+
+
+def test_any_backbone_by_class_path(noise_manifest, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = _fit(
+        tmp_path,
+        noise_manifest,
+        "--model.backbone",
+        f"{__name__}.PoolBackbone",
+        "--model.backbone.init_args.width",
+        "5",
+    )
+    model = load_module(run / "last.ckpt")
+    assert isinstance(model.backbone, PoolBackbone) and model.head.proj.in_features == 5
