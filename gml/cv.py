@@ -58,7 +58,7 @@ def main(argv: list[str]) -> None:
     if args.folds < 2:
         raise GMLError(f"gml cv: --folds {args.folds}; expected 2 or more")
     name = args.name or (Path(args.config[-1]).stem if args.config else Path(args.out).name)
-    out = Path(args.out or Path("runs") / "cv" / name)
+    out = Path(args.out or Path("runs") / "cv" / name).resolve()
     if args.schedule == "paper":
         paper_schedule(args, overrides, out)
         return
@@ -123,7 +123,7 @@ def run_fold(args, overrides: list[str], out: Path, k: int) -> None:
         else fold_dir / "last.ckpt"
     )
     best_link = fold_dir / "best.ckpt"
-    if best != best_link and best.is_file():
+    if best.resolve() != best_link.resolve() and best.is_file():
         shutil.copyfile(best, best_link)
     run(["test", "--ckpt", str(best_link), "--trainer.enable_progress_bar", "false"])
 

@@ -93,8 +93,9 @@ def test_nongml_reports_na(cv_runs):
     assert res["mean_pearson"] is not None
 
 
-def test_separate_folds_then_collect(tiny_demo, tmp_path, capsys):
-    out = tmp_path / "split-jobs"
+def test_separate_folds_then_collect(tiny_demo, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = Path("split-jobs")  # relative on purpose
     args = [
         "cv",
         "--config",
