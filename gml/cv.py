@@ -54,9 +54,9 @@ def main(argv: list[str]) -> None:
     """Entry point of ``gml cv``."""
     args, overrides = build_parser().parse_known_args(argv)
     if not args.config and not (args.collect and args.out):
-        raise GMLError("gml cv: --config is required (or --collect with --out)")
+        raise GMLError("cv: --config is required (or --collect with --out)")
     if args.folds < 2:
-        raise GMLError(f"gml cv: --folds {args.folds}; expected 2 or more")
+        raise GMLError(f"cv: --folds {args.folds}; expected 2 or more")
     name = args.name or (Path(args.config[-1]).stem if args.config else Path(args.out).name)
     out = Path(args.out or Path("runs") / "cv" / name).resolve()
     if args.schedule == "paper":
@@ -65,7 +65,7 @@ def main(argv: list[str]) -> None:
     folds = args.fold if args.fold else list(range(args.folds))
     bad = [k for k in folds if not 0 <= k < args.folds]
     if bad:
-        raise GMLError(f"gml cv: --fold {bad[0]}; expected 0 to {args.folds - 1}")
+        raise GMLError(f"cv: --fold {bad[0]}; expected 0 to {args.folds - 1}")
     if not args.collect:
         for k in folds:
             run_fold(args, overrides, out, k)

@@ -112,7 +112,11 @@ def render(runs, fmt_name: str = "md", columns=None) -> str:
 
 def main(argv: list[str]) -> None:
     """Entry point of ``gml table``."""
-    p = argparse.ArgumentParser(prog="gml table", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="gml table",
+        description="One Table-I-style comparison of several runs (gml test or gml cv outputs): one "
+        "row per run, metric columns per test set, the best value per column marked.",
+    )
     p.add_argument("--runs", nargs="+", required=True, help="run folders or metrics.json files")
     p.add_argument("--names", nargs="+", help="row names (default: the run's name)")
     p.add_argument("--md", help="also write the Markdown table to this file")
