@@ -194,40 +194,45 @@ def _one_line_error(r: subprocess.CompletedProcess, *needles: str) -> None:
         assert n in last, r.stderr
 
 
-def test_bad_manifest_is_one_clear_line(tmp_path, noise_manifest):
-    df = pd.read_csv(noise_manifest).drop(columns=["listener"])
-    bad = tmp_path / "bad.csv"
-    df.to_csv(bad, index=False)
-    r = _gml(
-        "fit",
-        "--config",
-        str(REPO / "configs" / "demo.yaml"),
-        "--data.manifest",
-        str(bad),
-        "--trainer.fast_dev_run",
-        "1",
-        cwd=tmp_path,
-    )
-    _one_line_error(r, "bad.csv", "missing column(s) listener")
+def _mutate_drop_listener(df):
+    return df.drop(columns=["listener"])
 
 
-def test_missing_audio_and_bad_score_name_the_row(tmp_path, noise_manifest):
-    df = pd.read_csv(noise_manifest, dtype=str)
+def _mutate_bad_score(df):
     df.loc[4, "score"] = "loud"
+    return df
+
+
+def _mutate_missing_audio(df):
+    df.loc[7, "coded"] = "wav/gone.wav"
+    return df
+
+
+@pytest.mark.parametrize(
+    "mutate, needles",
+    [
+        (_mutate_drop_listener, ("bad.csv", "missing column(s) listener")),
+        (_mutate_bad_score, ("bad.csv", "row 6, column 'score'", "'loud' is not a number")),
+        (_mutate_missing_audio, ("bad.csv", "row 9, column 'coded'", "gone.wav")),
+    ],
+)
+def test_bad_manifest_is_one_clear_line(tmp_path, noise_manifest, mutate, needles):
+    df = mutate(pd.read_csv(noise_manifest, dtype=str))
     (tmp_path / "wav").symlink_to(noise_manifest.parent / "wav")
     bad = tmp_path / "bad.csv"
     df.to_csv(bad, index=False)
+    demo = str(REPO / "configs" / "demo.yaml")
     r = _gml(
         "fit",
         "--config",
-        str(REPO / "configs" / "demo.yaml"),
+        demo,
         "--data.manifest",
         str(bad),
         "--trainer.fast_dev_run",
         "1",
         cwd=tmp_path,
     )
-    _one_line_error(r, "row 6, column 'score'")
+    _one_line_error(r, *needles)
 
 
 def test_unknown_config_key(tmp_path):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from torch import Tensor
 
 
-class BatchAugment:
+class BatchAugment(ABC):
     """A training-batch transform applied on the batch's device after transfer.
 
     Subclasses implement :meth:`__call__`, taking and returning the batch dict (``features``
@@ -13,5 +15,6 @@ class BatchAugment:
     passed through augmentations (``GMLModule`` applies them only while training).
     """
 
+    @abstractmethod
     def __call__(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        raise NotImplementedError  # abstract
+        """Return the augmented batch (a new dict; input tensors are not modified)."""

@@ -13,6 +13,8 @@ new ``features`` and ``target`` tensors is returned.
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import torch
 from torch import Tensor
 
@@ -39,7 +41,48 @@ def _mix_target(y: Tensor, lam: Tensor, perm: Tensor) -> Tensor:
     return lam * y + (1 - lam) * y[perm]
 
 
-class MixUp(BatchAugment):
+class _PairMix(BatchAugment):
+    """Shared part of MixUp and CutMix: draw λ and a partner per example, mix the targets.
+
+    Subclasses implement :meth:`_mix_features`, returning the mixed features and the λ that
+    actually applies to the labels.
+    """
+
+    def __init__(self, alpha: float = 0.7, p: float = 1.0):
+        _check(alpha, p)
+        self.alpha = float(alpha)
+        self.p = float(p)
+        self.last_lam: Tensor | None = None
+        self.last_perm: Tensor | None = None
+
+    @abstractmethod
+    def _mix_features(
+        self, x: Tensor, lam: Tensor, apply: Tensor, perm: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Mixed features and the λ that weights the labels.
+
+        Shape:
+            x: ``[B, 4, 2, bands, T]``; lam, apply, perm: ``[B]``.
+        """
+
+    def __call__(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        x, y = batch["features"], batch["target"]
+        b = x.shape[0]
+        lam, apply = _draw(self.alpha, self.p, b, x.device)
+        lam = torch.where(apply, lam, torch.ones_like(lam))
+        perm = torch.randperm(b, device=x.device)
+        features, lam_used = self._mix_features(x, lam, apply, perm)
+        out = dict(batch)
+        out["features"] = features
+        out["target"] = _mix_target(y, lam_used, perm)
+        self.last_lam, self.last_perm = lam_used, perm
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(alpha={self.alpha}, p={self.p})"
+
+
+class MixUp(_PairMix):
     """Blend each example with a random partner of the batch.
 
     ``features = λ·x_A + (1 − λ)·x_B`` over the whole ``[4, 2, bands, T]`` tensor and
@@ -51,31 +94,12 @@ class MixUp(BatchAugment):
         p: Probability that an example is mixed; the others are left as they are (λ = 1).
     """
 
-    def __init__(self, alpha: float = 0.7, p: float = 1.0):
-        _check(alpha, p)
-        self.alpha = float(alpha)
-        self.p = float(p)
-        self.last_lam: Tensor | None = None
-        self.last_perm: Tensor | None = None
-
-    def __call__(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        x, y = batch["features"], batch["target"]
-        b = x.shape[0]
-        lam, apply = _draw(self.alpha, self.p, b, x.device)
-        lam = torch.where(apply, lam, torch.ones_like(lam))
-        perm = torch.randperm(b, device=x.device)
+    def _mix_features(self, x, lam, apply, perm):
         lx = lam.to(x.dtype).view(-1, 1, 1, 1, 1)
-        out = dict(batch)
-        out["features"] = lx * x + (1 - lx) * x[perm]
-        out["target"] = _mix_target(y, lam, perm)
-        self.last_lam, self.last_perm = lam, perm
-        return out
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(alpha={self.alpha}, p={self.p})"
+        return lx * x + (1 - lx) * x[perm], lam
 
 
-class CutMix(BatchAugment):
+class CutMix(_PairMix):
     """Paste a random time-frequency box of a partner example into each example.
 
     Per example, ``λ ~ Beta(α, α)`` sets the box: sides ``⌊bands·√(1−λ)⌋`` and
@@ -102,12 +126,8 @@ class CutMix(BatchAugment):
     """
 
     def __init__(self, alpha: float = 0.7, p: float = 1.0):
-        _check(alpha, p)
-        self.alpha = float(alpha)
-        self.p = float(p)
-        self.last_lam: Tensor | None = None
+        super().__init__(alpha, p)
         self.last_lam_drawn: Tensor | None = None
-        self.last_perm: Tensor | None = None
         self.last_boxes: Tensor | None = None
 
     @staticmethod
@@ -121,15 +141,10 @@ class CutMix(BatchAugment):
         hi = torch.where(apply, hi, lo)
         return lo, hi
 
-    def __call__(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        x, y = batch["features"], batch["target"]
+    def _mix_features(self, x, lam, apply, perm):
         b, n_f, n_t = x.shape[0], x.shape[-2], x.shape[-1]
         dev = x.device
-        lam_drawn, apply = _draw(self.alpha, self.p, b, dev)
-        lam_drawn = torch.where(apply, lam_drawn, torch.ones_like(lam_drawn))
-        perm = torch.randperm(b, device=dev)
-
-        ratio = (1 - lam_drawn).clamp(min=0).sqrt()
+        ratio = (1 - lam).clamp(min=0).sqrt()
         f0, f1 = self._span(n_f, (n_f * ratio).floor().long(), apply)
         t0, t1 = self._span(n_t, (n_t * ratio).floor().long(), apply)
 
@@ -140,14 +155,6 @@ class CutMix(BatchAugment):
         box = (in_f[:, :, None] & in_t[:, None, :]).view(b, 1, 1, n_f, n_t)
 
         area = (f1 - f0) * (t1 - t0)
-        lam = 1 - area.float() / (n_f * n_t)
-
-        out = dict(batch)
-        out["features"] = torch.where(box, x[perm], x)
-        out["target"] = _mix_target(y, lam, perm)
-        self.last_lam, self.last_lam_drawn, self.last_perm = lam, lam_drawn, perm
+        self.last_lam_drawn = lam
         self.last_boxes = torch.stack([f0, f1, t0, t1], dim=1)
-        return out
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(alpha={self.alpha}, p={self.p})"
+        return torch.where(box, x[perm], x), 1 - area.float() / (n_f * n_t)
