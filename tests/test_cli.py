@@ -52,12 +52,15 @@ def test_every_config_fast_dev_run(config, tiny_demo, tmp_path, monkeypatch):
     )
 
 
-def _fit(tmp_path: Path, manifest: Path, *extra: str) -> Path:
+def _fit(tmp_path: Path, manifest: Path | None, *extra: str) -> Path:
+    """Train briefly with demo.yaml (+ ``extra``); ``manifest=None`` leaves the manifest to an
+    extra ``--config``."""
+    data = ["--data.manifest", str(manifest)] if manifest is not None else []
     main(
         [
             "fit",
             "--config", str(REPO / "configs" / "demo.yaml"),
-            "--data.manifest", str(manifest),
+            *data,
             "--data.progress", "false",
             "--trainer.max_epochs", "1",
             "--trainer.limit_train_batches", "3",
@@ -147,14 +150,16 @@ def test_fit_test_round_trip_non_default_head_and_backbone(
     )
 
 
-def test_ckpt_path_alias_and_split_manifest(split_manifest, tmp_path, monkeypatch, capsys):
+def test_unseen_listening_test_from_yaml_manifest_path(split_manifest, tmp_path, monkeypatch):
     """A second, differently made listening test (mono, mixed rates, split column) trains and
-    tests given only its manifest path."""
+    tests given only its manifest path in a YAML file; ``--ckpt_path`` works as ``--ckpt``."""
     monkeypatch.chdir(tmp_path)
-    run = _fit(tmp_path, split_manifest, "--model.backbone.init_args.preset", "tiny")
+    own = tmp_path / "my-test.yaml"
+    own.write_text(f"data:\n  manifest: {split_manifest}\n")
+    run = _fit(tmp_path, None, "--config", str(own), "--model.backbone.init_args.preset", "tiny")
     main(["test", "--ckpt_path", str(run / "last.ckpt"), "--data.progress", "false"])
-    assert (run / "test-last" / "predictions.csv").is_file()
     preds = pd.read_csv(run / "test-last" / "predictions.csv")
+    assert set(preds["test"]) == {"noise-test"}
     assert set(preds["item"]) == {"item4", "item5"}  # the split column's test items
 
 
