@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -16,6 +17,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
+from gml.atomic import atomic_write_text
 from gml.data.datamodule import BUILTIN_DEMO, GMLDataModule
 from gml.errors import GMLError
 from gml.module import GMLModule
@@ -36,6 +38,24 @@ class EmbedConfig(Callback):
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict
     ) -> None:
         checkpoint[CONFIG_KEY] = self.config_yaml
+
+
+def _same_manifest(a: str, b: str) -> bool:
+    if BUILTIN_DEMO in (a, b):
+        return a == b
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def run_folder(trainer: Trainer) -> Path:
+    """The folder of this run: the CSV/TensorBoard logger's version folder, or
+    ``save_dir/name/version`` for other loggers (whose ``log_dir`` is just ``save_dir``)."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    logger = trainer.logger
+    if logger is None or isinstance(logger, (CSVLogger, TensorBoardLogger)):
+        return Path(trainer.log_dir or os.getcwd()).resolve()
+    parts = [str(p) for p in (logger.name, logger.version) if p]
+    return Path(logger.save_dir or os.getcwd(), *parts).resolve()
 
 
 class GMLCLI(LightningCLI):
@@ -95,11 +115,18 @@ class GMLCLI(LightningCLI):
     # -- fit ------------------------------------------------------------------------------
 
     def before_fit(self) -> None:
-        run_dir = os.path.abspath(self.trainer.log_dir or os.getcwd())
+        run_dir = run_folder(self.trainer)
+        config_yaml = self._config_yaml()
         for cb in self.trainer.callbacks:
             if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
-                cb.dirpath = run_dir
-        self.trainer.callbacks.append(EmbedConfig(self._config_yaml()))
+                cb.dirpath = str(run_dir)
+            if isinstance(cb, SaveConfigCallback):
+                cb.save_to_log_dir = False  # written below, into the run folder, atomically
+        if self.trainer.is_global_zero and not self.trainer.fast_dev_run:
+            if self.trainer.logger is not None:
+                self.trainer.logger.experiment  # noqa: B018 - let the logger create its folder first
+            atomic_write_text(run_dir / "config.yaml", config_yaml)
+        self.trainer.callbacks.append(EmbedConfig(config_yaml))
 
     def _config_yaml(self) -> str:
         parser = self._parser(self.subcommand)
@@ -107,9 +134,11 @@ class GMLCLI(LightningCLI):
         cfg.pop("config", None)
         cfg.pop("ckpt_path", None)
         data = cfg.get("data") or {}
-        manifest = data.get("manifest")
-        if manifest and manifest != BUILTIN_DEMO:
-            data["manifest"] = str(Path(manifest).expanduser().resolve())
+        # paths must mean the same thing when the checkpoint is used from another folder
+        if data.get("manifest") and data["manifest"] != BUILTIN_DEMO:
+            data["manifest"] = str(Path(data["manifest"]).expanduser().resolve())
+        if data.get("cache_dir"):
+            data["cache_dir"] = str(Path(data["cache_dir"]).expanduser().resolve())
         return yaml.safe_dump(cfg, sort_keys=False)
 
     def after_fit(self) -> None:
@@ -127,12 +156,12 @@ class GMLCLI(LightningCLI):
                 f"  best.ckpt  {best}"
                 + (f"  ({ckpt.monitor} = {float(score):.4f})" if score is not None else "")
             )
-        if (run_dir / "last.ckpt").is_file():
-            lines.append(f"  last.ckpt  {run_dir / 'last.ckpt'}")
+        if ckpt is not None and ckpt.last_model_path:
+            lines.append(f"  last.ckpt  {ckpt.last_model_path}")
         if (run_dir / "config.yaml").is_file():
             lines.append(f"  config     {run_dir / 'config.yaml'}")
         if best:
-            lines.append(f"next: gml test --ckpt {best}")
+            lines.append(f"next: gml test --ckpt {shlex.quote(best)}")
         print("\n".join(lines), flush=True)
 
     # -- test -----------------------------------------------------------------------------
@@ -172,6 +201,13 @@ class GMLCLI(LightningCLI):
         ckpt_path = self.config[self.subcommand].get("ckpt_path")
         if ckpt_path:
             out_dir = Path(ckpt_path).resolve().parent / f"test-{Path(ckpt_path).stem}"
+            trained_on = config_from_checkpoint(ckpt_path).get("data", {}).get("manifest")
+            if trained_on and not _same_manifest(trained_on, dm.manifest_arg):
+                # another listening test: keep the checkpoint's own results
+                stem = (
+                    Path(dm.manifest_arg).parent.name if dm.manifest_arg != BUILTIN_DEMO else "demo"
+                )
+                out_dir = out_dir.with_name(f"{out_dir.name}-{stem}-{Path(dm.manifest_arg).stem}")
         else:
             out_dir = Path(self.trainer.log_dir or ".") / "test"
         report.write_json(

@@ -67,6 +67,7 @@ def main(argv: list[str]) -> None:
     if bad:
         raise GMLError(f"cv: --fold {bad[0]}; expected 0 to {args.folds - 1}")
     if not args.collect:
+        check_folds(args, overrides)
         for k in folds:
             run_fold(args, overrides, out, k)
     if args.collect or not args.fold:
@@ -75,6 +76,34 @@ def main(argv: list[str]) -> None:
         done = [k for k in range(args.folds) if _fold_done(out, k)]
         print(
             f"gml cv: folds finished {done} of {args.folds}; merge with: gml cv --collect --out {out} --folds {args.folds}"
+        )
+
+
+def check_folds(args, overrides: list[str]) -> None:
+    """Fail before any training when cross-validation cannot hold every item out once.
+
+    Raises:
+        GMLError: the manifest has a ``split`` column (it would fix the partition in every
+            fold), or a listening test has fewer items than folds (some folds would hold none
+            of it out).
+    """
+    from gml.cli import GMLCLI
+    from gml.data.manifest import Manifest
+
+    cli = GMLCLI(args=[*_config_args(args), *overrides], run=False)
+    path = cli.datamodule.manifest_path()
+    manifest = Manifest.read(path, check_audio=False)
+    if manifest.has_split:
+        raise GMLError(
+            f"{path}: has a 'split' column, which fixes the partition in every fold; drop it "
+            "for cross-validation, or use --schedule paper (its split = test rows are kept out)"
+        )
+    items = manifest.ratings.groupby("test")["item"].nunique()
+    few = items[items < args.folds]
+    if len(few):
+        raise GMLError(
+            f"{path}: listening test {few.index[0]!r} has {few.iloc[0]} items, fewer than "
+            f"--folds {args.folds}; some folds would hold none of it out (use --folds {few.iloc[0]})"
         )
 
 
@@ -142,8 +171,13 @@ def collect(out: Path, num_folds: int, name: str) -> dict:
 
     for k in range(num_folds):
         d = _fold_dir(out, k) / "test-best"
-        f = pd.read_csv(d / "predictions.csv")
-        f.insert(0, "fold", k)
+        f = pd.read_csv(
+            d / "predictions.csv",
+            dtype={c: str for c in KEY},
+            keep_default_na=False,
+            na_values=[""],
+        )
+        f.insert(0, "cv_fold", k)
         frames.append(f)
         per_fold[k] = json.loads((d / "metrics.json").read_text())["test_sets"]
     allp = pd.concat(frames, ignore_index=True)
@@ -156,7 +190,7 @@ def collect(out: Path, num_folds: int, name: str) -> dict:
     results: dict[str, dict] = {}
     for test, g in allp.groupby("test", sort=True):
         res = report.metrics_from_predictions(g)
-        ratings = {k: g.loc[g["fold"] == k, "n_listeners"].sum() for k in range(num_folds)}
+        ratings = {k: g.loc[g["cv_fold"] == k, "n_listeners"].sum() for k in range(num_folds)}
         total = sum(ratings.values())
         for key in ("nll", "constant_nll"):
             vals = [(per_fold[k].get(test, {}).get(key), r) for k, r in ratings.items() if r]
@@ -231,6 +265,6 @@ def paper_schedule(args, overrides: list[str], out: Path) -> None:
     else:
         print(
             "no held-out listening test in this manifest (no rows with split = test); "
-            f"evaluate with: gml test --ckpt {final} --data.manifest <test manifest>",
+            f"evaluate with: gml test --ckpt {final} --data.manifest <test manifest> --data.test_all true",
             file=sys.stderr,
         )

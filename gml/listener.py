@@ -44,4 +44,4 @@ def load_module(
         ) from None
     state = torch.load(ckpt_path, map_location=map_location, weights_only=False)["state_dict"]
     model.load_state_dict(state)
-    return model.eval()
+    return model.to(map_location).eval()

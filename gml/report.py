@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from gml.atomic import atomic_write_text
 from gml.metrics import TABLE_COLUMNS
 
 PREDICTION_COLUMNS = (
@@ -53,20 +52,6 @@ def format_table(
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so that readers see the old or the new content, never a partial one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def predictions_frame(
     stimuli: pd.DataFrame, preds: Mapping[str, np.ndarray], ratings: pd.DataFrame | None = None
 ) -> pd.DataFrame:
@@ -96,6 +81,8 @@ def predictions_frame(
     )
     if ratings is not None:
         known = {"test", "item", "condition", "listener", "score", "reference", "coded", "split"}
+        # extras never shadow an output column (or gml cv's cv_fold)
+        known |= set(PREDICTION_COLUMNS) | {"cv_fold", "partition"}
         extra = [c for c in ratings.columns if c not in known]
         if extra:
             g = ratings.groupby(["test", "item", "condition"])
@@ -109,7 +96,10 @@ def predictions_frame(
 
 def constant_baseline_nll(train_scores: np.ndarray, test_scores: np.ndarray) -> float:
     """NLL of ``test_scores`` under one logistic distribution fitted (maximum likelihood) to the
-    training scores: what a model that ignores the audio achieves."""
+    training scores: what a model that ignores the audio achieves. NaN when the manifest has
+    fewer than 2 training scores (e.g. a listening test used for testing only)."""
+    if len(train_scores) < 2 or len(test_scores) == 0:
+        return float("nan")
     loc, scale = sps.logistic.fit(np.asarray(train_scores, dtype=float))
     return float(-sps.logistic.logpdf(np.asarray(test_scores, dtype=float), loc, scale).mean())
 

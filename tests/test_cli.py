@@ -314,3 +314,33 @@ def test_any_backbone_by_class_path(noise_manifest, tmp_path, monkeypatch):
     )
     model = load_module(run / "last.ckpt")
     assert isinstance(model.backbone, PoolBackbone) and model.head.proj.in_features == 5
+
+
+def test_evaluate_on_another_listening_test(noise_manifest, split_manifest, tmp_path, monkeypatch):
+    """test_all: every stimulus of a new manifest is tested; the checkpoint's own results are
+    kept; outputs are readable by others (not mkstemp's 0600)."""
+    monkeypatch.chdir(tmp_path)
+    run = _fit(tmp_path, noise_manifest, "--model.backbone.init_args.preset", "tiny")
+    main(["test", "--ckpt", str(run / "last.ckpt"), "--data.progress", "false"])
+    own = run / "test-last" / "predictions.csv"
+    before = own.read_bytes()
+    main(
+        [
+            "test",
+            "--ckpt",
+            str(run / "last.ckpt"),
+            "--data.manifest",
+            str(split_manifest),
+            "--data.test_all",
+            "true",
+            "--data.progress",
+            "false",
+        ]
+    )
+    assert own.read_bytes() == before
+    (other,) = [d for d in run.iterdir() if d.name.startswith("test-last-")]
+    preds = pd.read_csv(other / "predictions.csv")
+    assert len(preds) == 18  # all stimuli, not one fold
+    metrics = json.loads((other / "metrics.json").read_text())["test_sets"]["noise-test"]
+    assert metrics["constant_nll"] is None  # no training scores in that manifest: n/a, no crash
+    assert (other / "metrics.json").stat().st_mode & 0o044 == 0o044

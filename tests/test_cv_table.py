@@ -53,8 +53,8 @@ def test_cv_pools_every_stimulus_once(cv_runs, tiny_demo):
     n_stimuli = len(manifest.groupby(["test", "item", "condition"]))
     assert len(preds) == n_stimuli and not preds.duplicated(["test", "item", "condition"]).any()
     # each item is predicted by exactly one fold's model
-    assert (preds.groupby(["test", "item"])["fold"].nunique() == 1).all()
-    assert set(preds["fold"]) == {0, 1}
+    assert (preds.groupby(["test", "item"])["cv_fold"].nunique() == 1).all()
+    assert set(preds["cv_fold"]) == {0, 1}
 
 
 def test_cv_pooled_metrics_match_scipy(cv_runs):
@@ -79,7 +79,7 @@ def test_cv_pooled_metrics_match_scipy(cv_runs):
         outl = np.mean(np.abs(g["predicted_mean"] - g["subjective_mean"]) > g["subjective_ci95"])
         np.testing.assert_allclose(res["outlier_ratio"], outl, atol=1e-6)
         # pooled NLL = listener-weighted mean of the folds' NLLs
-        w = {k: f["n_listeners"].sum() for k, f in g.groupby("fold")}
+        w = {k: f["n_listeners"].sum() for k, f in g.groupby("cv_fold")}
         folds = [m["per_fold"][f"fold{k}"][test]["nll"] for k in sorted(w)]
         np.testing.assert_allclose(
             res["nll"], np.average(folds, weights=[w[k] for k in sorted(w)]), rtol=1e-6
@@ -162,3 +162,16 @@ def test_paper_schedule(split_manifest, tmp_path):
     assert metrics["epoch"].max() == 1  # two stages of one epoch: epochs 0 and 1 of one model
     preds = pd.read_csv(out / "test-final" / "predictions.csv")
     assert set(preds["item"]) == {"item4", "item5"}  # the manifest's split = test rows
+
+
+def test_cv_refuses_split_column_and_too_few_items(split_manifest, noise_manifest, capsys):
+    with pytest.raises(SystemExit):
+        main(
+            ["cv", "--config", DEMO, "--folds", "2", "--data.manifest", str(split_manifest), *FAST]
+        )
+    assert "has a 'split' column" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(
+            ["cv", "--config", DEMO, "--folds", "7", "--data.manifest", str(noise_manifest), *FAST]
+        )
+    assert "has 6 items, fewer than --folds 7" in capsys.readouterr().err

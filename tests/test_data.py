@@ -212,3 +212,11 @@ def test_fold_role_val_keeps_split_test_rows(split_manifest, tmp_path):
     st = dm.stimuli
     assert (st.loc[st["split"] == "test", "partition"] == "test").all()
     assert set(st.loc[st["split"] != "test", "partition"]) == {"train", "val"}
+
+
+def test_folds_stable_when_a_test_is_added():
+    keys = pd.DataFrame({"test": ["b"] * 9, "item": [f"i{k}" for k in range(9)]})
+    more = pd.concat([pd.DataFrame({"test": ["a"] * 4, "item": [f"x{k}" for k in range(4)]}), keys])
+    before = assign_folds(keys, 5, seed=1)
+    after = assign_folds(more.reset_index(drop=True), 5, seed=1)[4:]
+    np.testing.assert_array_equal(before, after)

@@ -11,13 +11,13 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from gml.atomic import atomic_write
 from gml.features import GammatoneFrontend, load_audio
 
 CACHE_VERSION = 1
@@ -76,7 +76,7 @@ class FeatureCache:
                 try:
                     out[p] = torch.from_numpy(np.load(entry))
                     continue
-                except (ValueError, OSError):
+                except (ValueError, OSError, EOFError):
                     pass  # unreadable entry: recompute and overwrite it
             todo.append((p, entry))
         if todo:
@@ -89,23 +89,11 @@ class FeatureCache:
                         load_audio(p, self.frontend.settings()["sample_rate"])
                     ).to(device)
                     spec = self.frontend.spectrogram(audio).float().cpu().contiguous()
-                    _atomic_save(entry, spec.numpy())
+                    atomic_write(entry, lambda f, a=spec.numpy(): np.save(f, a))
                     out[p] = spec
                     bar.update(1)
             bar.close()
         return out
-
-
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npy")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class _NoBar:

@@ -4,6 +4,7 @@ evaluation batches, one test dataloader per listening test."""
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,13 +27,17 @@ def assign_folds(keys: pd.DataFrame, num_folds: int, seed: int) -> np.ndarray:
     """Fold index of each (test, item), shuffled within each test and dealt round-robin, so no
     item is in two folds and every test is spread over all folds.
 
+    Each test draws from its own random stream (seeded by ``seed`` and the test's name), so
+    adding or removing another listening test does not move any item to another fold.
+
     Shape:
         keys: rows of unique (test, item) → ``[len(keys)]`` ints in ``[0, num_folds)``.
     """
-    rng = np.random.default_rng(seed)
     folds = np.empty(len(keys), dtype=np.int64)
-    for _, idx in keys.groupby("test", sort=True).indices.items():
-        idx = np.asarray(idx)[rng.permutation(len(idx))]
+    for test, idx in keys.groupby("test", sort=True).indices.items():
+        rng = np.random.default_rng([seed, zlib.crc32(str(test).encode())])
+        idx = np.asarray(idx)[np.argsort(keys["item"].to_numpy()[idx], kind="stable")]
+        idx = idx[rng.permutation(len(idx))]
         folds[idx] = (np.arange(len(idx)) + rng.integers(num_folds)) % num_folds
     return folds
 
@@ -145,6 +150,9 @@ class GMLDataModule(L.LightningDataModule):
         num_folds: Number of item-grouped folds (ignored with a ``split`` column).
         fold: Which fold is held out (for testing, or validation with ``fold_role="val"``).
         fold_role: What the held-out fold is used for: ``"test"`` or ``"val"``.
+        test_all: Every stimulus of the manifest is a test stimulus (folds and ``split`` are
+            ignored): evaluate a trained model on a listening test kept out of its training,
+            e.g. ``gml test --ckpt RUN/best.ckpt --data.manifest other.csv --data.test_all true``.
         val_fraction: Fraction of the non-test items used for validation.
         batch_size: Training batch size (ratings, or stimuli for mean-target heads).
         eval_batch_size: Stimuli per validation/test batch.
@@ -162,6 +170,7 @@ class GMLDataModule(L.LightningDataModule):
         num_folds: int = 5,
         fold: int = 0,
         fold_role: Literal["test", "val"] = "test",
+        test_all: bool = False,
         val_fraction: float = 0.2,
         batch_size: int = 8,
         eval_batch_size: int = 16,
@@ -185,6 +194,7 @@ class GMLDataModule(L.LightningDataModule):
         if fold_role not in ("test", "val"):
             raise ManifestError(f"data.fold_role: {fold_role!r}; expected 'test' or 'val'")
         self.fold_role = fold_role
+        self.test_all = bool(test_all)
         self.val_fraction = val_fraction
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -237,6 +247,8 @@ class GMLDataModule(L.LightningDataModule):
         self.test_sets = sorted(table.loc[self.partition == "test", "test"].unique())
 
     def _partition(self, table: pd.DataFrame) -> np.ndarray:
+        if self.test_all:
+            return np.full(len(table), "test", dtype=object)
         has_split = "split" in table.columns
         if has_split and self.fold_role == "test":
             return table["split"].to_numpy()
@@ -246,8 +258,8 @@ class GMLDataModule(L.LightningDataModule):
         held_out = "val" if self.fold_role == "val" else "test"
         part = np.where(folds == self.fold, held_out, "train").astype(object)
         if self.fold_role == "test":
-            rng = np.random.default_rng(self.seed + 1)
-            for _, idx in keys.groupby("test", sort=True).indices.items():
+            for test, idx in keys.groupby("test", sort=True).indices.items():
+                rng = np.random.default_rng([self.seed + 1, zlib.crc32(str(test).encode())])
                 pool = np.asarray([i for i in idx if part[i] == "train"])
                 n_val = min(max(1, round(self.val_fraction * len(pool))), len(pool) - 1)
                 if n_val > 0:
