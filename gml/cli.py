@@ -213,6 +213,8 @@ class GMLCLI(LightningCLI):
         report.write_json(
             out_dir / "metrics.json",
             {
+                # row name for `gml table`: <run's parent>/<run>, e.g. demo/version_0
+                "name": "/".join(out_dir.parent.parts[-2:]),
                 "checkpoint": str(Path(ckpt_path).resolve()) if ckpt_path else None,
                 "manifest": str(dm.manifest_path()),
                 "synthetic_demo": dm.manifest_arg == BUILTIN_DEMO,
@@ -253,7 +255,9 @@ class GMLCLI(LightningCLI):
         stimuli = self.datamodule.stimuli
         n = stimuli["n_listeners"].to_numpy()[preds["index"]]
         preds["pred_ci"] = ci_halfwidth(preds["pred_std"], n)
-        frame = report.predictions_frame(stimuli, preds, self.datamodule.manifest.ratings)
+        frame = report.predictions_frame(
+            stimuli, preds, self.datamodule.manifest.ratings, with_partition=True
+        )
         ckpt_path = self.config[self.subcommand].get("ckpt_path")
         base = Path(ckpt_path).resolve().parent if ckpt_path else Path(self.trainer.log_dir or ".")
         out = base / f"predict-{Path(ckpt_path).stem if ckpt_path else 'model'}" / "predictions.csv"

@@ -53,7 +53,10 @@ def format_table(
 
 
 def predictions_frame(
-    stimuli: pd.DataFrame, preds: Mapping[str, np.ndarray], ratings: pd.DataFrame | None = None
+    stimuli: pd.DataFrame,
+    preds: Mapping[str, np.ndarray],
+    ratings: pd.DataFrame | None = None,
+    with_partition: bool = False,
 ) -> pd.DataFrame:
     """Per-stimulus predictions with the subjective statistics beside them.
 
@@ -63,6 +66,8 @@ def predictions_frame(
         preds: ``index`` (rows of ``stimuli``), ``pred_mean``, ``pred_std``, ``pred_ci``.
         ratings: The manifest's ratings; extra columns constant within a stimulus are carried
             through.
+        with_partition: Add the stimulus's ``partition`` (train / val / test) after the
+            prediction columns (``gml predict`` scores every stimulus).
     """
     idx = np.asarray(preds["index"])
     s = stimuli.iloc[idx]
@@ -79,6 +84,8 @@ def predictions_frame(
             "predicted_ci95": np.asarray(preds["pred_ci"], dtype=float),
         }
     )
+    if with_partition:
+        out["partition"] = s["partition"].to_numpy()
     if ratings is not None:
         known = {"test", "item", "condition", "listener", "score", "reference", "coded", "split"}
         # extras never shadow an output column (or gml cv's cv_fold)

@@ -276,6 +276,7 @@ def test_predict_writes_predictions(noise_manifest, tmp_path, monkeypatch, capsy
     assert str(out) in capsys.readouterr().out
     preds = pd.read_csv(out)
     assert len(preds) == 18 and preds["predicted_std"].gt(0).all()
+    assert set(preds["partition"]) == {"train", "val", "test"}
 
 
 @pytest.mark.parametrize(
