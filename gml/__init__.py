@@ -5,3 +5,23 @@ audio signals.
 """
 
 __version__ = "0.1.0.dev0"
+
+
+def load(ckpt, device=None, **kwargs):
+    """Load a trained listener: ``gml.load("runs/demo/version_0/best.ckpt").predict(ref, coded)``.
+
+    See :func:`gml.listener.load`.
+    """
+    from gml.listener import load as _load
+
+    return _load(ckpt, device=device, **kwargs)
+
+
+def evaluate(model, manifest=None, **kwargs):
+    """Test a checkpoint and write its reports, as ``gml test --ckpt`` does.
+
+    See :func:`gml.evaluation.evaluate`.
+    """
+    from gml.evaluation import evaluate as _evaluate
+
+    return _evaluate(model, manifest, **kwargs)

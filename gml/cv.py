@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 
 from gml.errors import GMLError
+from gml.stats import STIMULUS_KEY
 
-KEY = ["test", "item", "condition"]
+KEY = list(STIMULUS_KEY)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,8 +161,9 @@ def run_fold(args, overrides: list[str], out: Path, k: int) -> None:
 def collect(out: Path, num_folds: int, name: str) -> dict:
     """Merge every fold's held-out predictions and compute pooled metrics per test set."""
     from gml import report
+    from gml.evaluation import coverage_metrics
 
-    frames, per_fold = [], {}
+    frames, pits, per_fold = [], [], {}
     missing = [k for k in range(num_folds) if not _fold_done(out, k)]
     if missing:
         raise GMLError(
@@ -179,8 +181,18 @@ def collect(out: Path, num_folds: int, name: str) -> dict:
         )
         f.insert(0, "cv_fold", k)
         frames.append(f)
+        if (d / "pit.csv").is_file():  # folds run by an older gml have none
+            pits.append(
+                pd.read_csv(
+                    d / "pit.csv",
+                    dtype={c: str for c in KEY},
+                    keep_default_na=False,
+                    na_values=[""],
+                )
+            )
         per_fold[k] = json.loads((d / "metrics.json").read_text())["test_sets"]
     allp = pd.concat(frames, ignore_index=True)
+    pit = pd.concat(pits, ignore_index=True) if len(pits) == len(frames) else None
     dup = allp.duplicated(subset=KEY)
     if dup.any():
         row = allp.loc[dup].iloc[0]
@@ -200,6 +212,8 @@ def collect(out: Path, num_folds: int, name: str) -> dict:
                 else float("nan")
             )
         res["n_stimuli"] = int(len(g))
+        if pit is not None:
+            res.update(coverage_metrics(pit.loc[pit["test"] == test, "pit"]))
         results[test] = res
     folds_table = {
         f"fold{k}": {
@@ -221,6 +235,11 @@ def collect(out: Path, num_folds: int, name: str) -> dict:
     report.atomic_write_text(
         cv_dir / "predictions.csv", allp.to_csv(index=False, float_format="%.4f")
     )
+    if pit is not None:
+        report.atomic_write_text(cv_dir / "pit.csv", pit.to_csv(index=False, float_format="%.5f"))
+    from gml import plots
+
+    saved = plots.save_test_set_plots(allp, pit, cv_dir)
     print(f"\n{name}: {num_folds}-fold cross-validation, pooled held-out predictions")
     print(report.format_table(results, extra={"const NLL": "constant_nll"}))
     print("\nper fold:")
@@ -230,7 +249,12 @@ def collect(out: Path, num_folds: int, name: str) -> dict:
         for t, r in per_fold[k].items()
     }
     print(report.format_table(rows))
-    print(f"gml cv: wrote {cv_dir / 'metrics.json'} and {cv_dir / 'predictions.csv'}", flush=True)
+    n_plots = sum(len(v) for v in saved.values())
+    print(
+        f"gml cv: wrote {cv_dir / 'metrics.json'}, predictions.csv and {n_plots} plots in "
+        f"{cv_dir / 'plots'}",
+        flush=True,
+    )
     return results
 
 

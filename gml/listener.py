@@ -1,47 +1,455 @@
-"""Load a trained listener from a checkpoint written by ``gml fit``.
+"""A trained listener you can use: score reference/coded pairs, simulate listening-test panels.
 
-This is the one path from a checkpoint to a model that the command line and the Python API
-share: the checkpoint carries its resolved configuration, so no YAML is needed.
+``gml.load(ckpt)`` returns a :class:`Listener`: the model's own frontend (the settings it was
+trained with, read from the checkpoint), backbone and head. It reads audio exactly as training
+does (soundfile, resampling to the frontend's rate, mono as L = R), analyses long excerpts in
+windows, and returns the head's score distribution with the statistics a listening test reports.
+
+Scores outside 0–100: the heads' distributions (logistic, gaussian) have unbounded support,
+while a MUSHRA slider stops at 0 and 100. ``mean``, ``std`` and ``ci95`` are those of the
+model's distribution (what ``gml test`` evaluates); a ``mean`` outside 0–100 is clamped to the
+scale and flagged (``clamped``). Quantiles are those of the score on the slider (the model's
+quantiles clipped to 0–100, which is exact for a rating that saturates at the ends), and
+``p_outside`` is the probability the model puts outside the scale. Simulated listeners'
+scores are clipped to 0–100 the same way, so simulated panels look like real ones.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
-from jsonargparse import ArgumentParser
+from torch import Tensor
+from torch.distributions import Categorical, Distribution, MixtureSameFamily
 
-from gml.errors import GMLError
-from gml.module import GMLModule
+from gml.checkpoint import load_module
+from gml.stats import ci_halfwidth
+
+__all__ = [
+    "QUANTILES",
+    "Listener",
+    "Panels",
+    "Prediction",
+    "load",
+    "load_module",
+    "quantiles",
+    "simulate_panels",
+]
+
+#: Probabilities of the reported quantiles (5, 25, 50, 75, 95 %).
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+SCALE = (0.0, 100.0)
+
+AudioInput = Any  # a path, or (array, sample_rate)
 
 
-def load_module(
-    ckpt_path: str | os.PathLike, map_location: str | torch.device = "cpu"
-) -> GMLModule:
-    """Rebuild the :class:`GMLModule` (backbone, head, weights) a checkpoint was trained as.
+def quantiles(dist: Distribution, probs: Sequence[float] = QUANTILES) -> Tensor:
+    """Quantiles of a scalar-batch score distribution, by bisection on its CDF (works for
+    mixtures, which have no ``icdf``); NaN when the distribution has no spread or no CDF.
+
+    Shape:
+        returns ``[len(probs)]`` (float64).
+    """
+    mean = dist.mean.double()
+    std = dist.stddev.double()
+    p = torch.as_tensor(probs, dtype=torch.float64)
+    if not torch.isfinite(std) or not torch.isfinite(mean):
+        return torch.full_like(p, float("nan"))
+    lo = torch.full_like(p, float(mean - 40 * std - 1))
+    hi = torch.full_like(p, float(mean + 40 * std + 1))
+    try:
+        for _ in range(60):  # interval shrinks 2^-60: far below a score point
+            mid = (lo + hi) / 2
+            below = dist.cdf(mid.to(dist.mean.dtype)).double() < p
+            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    except NotImplementedError:
+        return torch.full_like(p, float("nan"))
+    return (lo + hi) / 2
+
+
+def simulate_panels(
+    dist: Distribution, n_listeners: int, n_panels: int, seed: int | None = 0
+) -> np.ndarray:
+    """Individual scores of simulated listening-test panels, clipped to the 0–100 scale.
+
+    Each simulated listener draws one score independently from ``dist`` (the model has no
+    listener identity); a draw outside 0–100 becomes 0 or 100, as on a MUSHRA slider.
 
     Args:
-        ckpt_path: ``best.ckpt`` / ``last.ckpt`` of a ``gml fit`` run.
-        map_location: Device for the weights.
+        dist: A scalar-batch score distribution.
+        n_listeners: Listeners per panel.
+        n_panels: Number of panels.
+        seed: Seed of the draws (``None``: torch's global generator).
 
-    Returns:
-        The module in eval mode.
+    Shape:
+        returns ``[n_panels, n_listeners]`` (float64).
+    """
+    if n_listeners < 1 or n_panels < 1:
+        raise ValueError("n_listeners and n_panels must be at least 1")
+    devices = [dist.mean.device] if dist.mean.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        draws = dist.sample((n_panels, n_listeners))
+    return np.clip(draws.double().cpu().numpy(), *SCALE)
+
+
+@dataclass
+class Panels:
+    """Simulated listening-test panels of one pair (see :func:`simulate_panels`).
+
+    Attributes:
+        scores: ``[n_panels, n_listeners]`` individual scores on the 0–100 scale.
+        means: ``[n_panels]`` each panel's mean score.
+        ci95: ``[n_panels]`` each panel's t-based 95 % CI half-width (sample std, ddof 1).
+    """
+
+    scores: np.ndarray
+    means: np.ndarray = field(init=False)
+    ci95: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        n = self.scores.shape[1]
+        self.means = self.scores.mean(axis=1)
+        std = self.scores.std(axis=1, ddof=1) if n > 1 else np.full(len(self.scores), np.nan)
+        self.ci95 = ci_halfwidth(std, n)
+
+    def summary(self) -> pd.DataFrame:
+        """One row per panel: ``panel, mean, ci95, low, high``."""
+        return pd.DataFrame(
+            {
+                "panel": np.arange(len(self.means)),
+                "mean": self.means,
+                "ci95": self.ci95,
+                "low": self.means - self.ci95,
+                "high": self.means + self.ci95,
+            }
+        )
+
+
+@dataclass
+class Prediction:
+    """The predicted listening-test result of one reference/coded pair.
+
+    Attributes:
+        reference, coded: The inputs (paths, or ``"<array>"``).
+        n_listeners: The panel size the CI is for.
+        mean: Predicted mean score (clamped to 0–100, see ``clamped``).
+        std: Predicted listener standard deviation.
+        ci95: t-based 95 % CI half-width a test with ``n_listeners`` listeners would give.
+        q05, q25, q50, q75, q95: Quantiles of an individual listener's score (0–100).
+        p_outside: Probability the model puts outside 0–100.
+        clamped: The model's mean lay outside 0–100 and was clamped.
+        duration: Seconds analysed (the longer of the two signals).
+        windows: Number of analysis windows combined.
+        reference_rate, reference_channels, coded_rate, coded_channels: The files as read.
+        distribution: The head's distribution (a mixture over the analysis windows); not
+            written to files.
+        per_window: One row per window (``start, end, mean, std``) when asked for.
+    """
+
+    reference: str
+    coded: str
+    n_listeners: int
+    mean: float
+    std: float
+    ci95: float
+    q05: float
+    q25: float
+    q50: float
+    q75: float
+    q95: float
+    p_outside: float
+    clamped: bool
+    duration: float
+    windows: int
+    reference_rate: int
+    reference_channels: int
+    coded_rate: int
+    coded_channels: int
+    distribution: Distribution | None = field(default=None, repr=False, compare=False)
+    per_window: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The figures as plain Python values (what ``gml predict`` writes to JSON)."""
+        out = asdict(self)
+        out.pop("distribution")
+        pw = out.pop("per_window")
+        if self.per_window is not None:
+            out["per_window"] = pw.to_dict(orient="records")
+        return out
+
+
+#: Columns of :meth:`Listener.predict`'s table, in order (before any carried-through columns).
+PREDICTION_FIELDS = tuple(
+    f for f in Prediction.__dataclass_fields__ if f not in ("distribution", "per_window")
+)
+
+
+class Listener:
+    """A trained GML: audio pairs in, listening-test predictions out.
+
+    Args:
+        module: The trained :class:`~gml.module.GMLModule` (see :func:`load`).
+        device: ``"cuda"``, ``"cpu"``... (default: CUDA when available).
+        window_seconds: Analysis window for long excerpts (the model was trained on excerpts
+            of about this length).
+        window_overlap: Overlap of consecutive windows (0.5: a window every 5 s).
+        batch_size: Windows per forward pass.
+        block_seconds: Audio is read and turned into features in blocks of this many seconds,
+            so memory does not grow with the file's length.
+
+    Long excerpts: a pair longer than one window is cut into windows of ``window_seconds``
+    with ``window_overlap`` overlap (the last window ends at the end of the excerpt); each
+    window gets its own score distribution and the excerpt's distribution is their
+    equal-weight mixture: its mean is the average of the windows' means, its variance the
+    average of their variances plus the variance of their means (listeners who weigh the
+    excerpt's parts differently disagree more when its quality varies).
+    """
+
+    def __init__(
+        self,
+        module,
+        device: str | torch.device | None = None,
+        window_seconds: float = 10.0,
+        window_overlap: float = 0.5,
+        batch_size: int = 8,
+        block_seconds: float = 60.0,
+    ):
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if window_seconds <= 0 or not 0 <= window_overlap < 1:
+            raise ValueError("window_seconds must be > 0 and window_overlap in [0, 1)")
+        self.device = torch.device(device)
+        self.module = module.to(self.device).eval()
+        self.frontend = self.module.frontend
+        fs = self.frontend.settings()["sample_rate"]
+        self.window_frames = self.frontend.num_frames(int(round(window_seconds * fs)))
+        self.hop_frames = max(1, int(round(self.window_frames * (1 - window_overlap))))
+        self.batch_size = int(batch_size)
+        self.block_seconds = float(block_seconds)
+
+    @property
+    def checkpoint(self) -> str | None:
+        """The checkpoint the listener was loaded from."""
+        return getattr(self.module, "checkpoint_path", None)
+
+    # -- features -------------------------------------------------------------------------
+
+    def _features(self, source: AudioInput):
+        from gml.features.stream import streamed_spectrogram
+
+        if isinstance(source, tuple) and len(source) == 2:
+            array, rate = source
+            source = (array, int(rate))
+        return streamed_spectrogram(source, self.frontend, block_seconds=self.block_seconds)
+
+    def _windows(self, num_frames: int) -> list[tuple[int, int]]:
+        """``(start, end)`` frame ranges covering ``num_frames`` (see the class docstring)."""
+        w = self.window_frames
+        if num_frames <= w:
+            return [(0, num_frames)]
+        starts = list(range(0, num_frames - w + 1, self.hop_frames))
+        if starts[-1] != num_frames - w:
+            starts.append(num_frames - w)  # the last window ends with the excerpt
+        return [(s, s + w) for s in starts]
+
+    @torch.inference_mode()
+    def _window_params(self, feats: list[Tensor]) -> list[Tensor]:
+        """Head parameters of each window; windows of equal length share forward passes (so
+        batching never changes a prediction: no padding between windows).
+
+        Shape:
+            feats: each ``[4, 2, bands, T_i]`` → each ``[num_params]``.
+        """
+        out: list[Tensor | None] = [None] * len(feats)
+        by_len: dict[int, list[int]] = {}
+        for i, f in enumerate(feats):
+            by_len.setdefault(f.shape[-1], []).append(i)
+        for idx in by_len.values():
+            for k in range(0, len(idx), self.batch_size):
+                chunk = idx[k : k + self.batch_size]
+                x = torch.stack([feats[i] for i in chunk]).to(self.device)
+                params = self.module.head.proj(self.module.backbone(x)).float().cpu()
+                for i, p in zip(chunk, params):
+                    out[i] = p
+        return out  # type: ignore[return-value]
+
+    def _distribution(self, params: Tensor) -> Distribution:
+        """The excerpt's distribution from its windows' parameters (equal-weight mixture).
+
+        Shape:
+            params: ``[W, num_params]`` → a distribution with batch shape ``[]``.
+        """
+        components = self.module.head.distribution(params)
+        weights = Categorical(logits=torch.zeros(params.shape[0]))
+        return MixtureSameFamily(weights, components, validate_args=False)
+
+    # -- prediction -----------------------------------------------------------------------
+
+    def _pair_windows(self, reference: AudioInput, coded: AudioInput):
+        from gml.data.datamodule import pad_frames
+
+        ref, ref_info = self._features(reference)
+        cod, cod_info = self._features(coded)
+        t = max(ref.shape[-1], cod.shape[-1])
+        pair = torch.stack([pad_frames(ref, t), pad_frames(cod, t)], dim=1)  # [4, 2, bands, T]
+        spans = self._windows(t)
+        return [pair[..., s:e] for s, e in spans], spans, ref_info, cod_info
+
+    def _prediction(
+        self, params: Tensor, spans, ref_info, cod_info, n_listeners: int, per_window: bool
+    ) -> Prediction:
+        dist = self._distribution(params)
+        mean, std = float(dist.mean), float(dist.stddev)
+        q = quantiles(dist).tolist()
+        try:
+            p_out = float(dist.cdf(torch.tensor(SCALE[0])) + 1 - dist.cdf(torch.tensor(SCALE[1])))
+        except NotImplementedError:
+            p_out = float("nan")
+        hop_s = self.frontend.hop_length / self.frontend.settings()["sample_rate"]
+        win_s = self.frontend.win_length / self.frontend.settings()["sample_rate"]
+        window_table = None
+        if per_window:
+            comp = self.module.head.distribution(params)
+            window_table = pd.DataFrame(
+                {
+                    "start": [s * hop_s for s, _ in spans],
+                    "end": [(e - 1) * hop_s + win_s for _, e in spans],
+                    "mean": comp.mean.numpy().astype(float),
+                    "std": comp.stddev.numpy().astype(float),
+                }
+            )
+        return Prediction(
+            reference=ref_info.source,
+            coded=cod_info.source,
+            n_listeners=int(n_listeners),
+            mean=float(np.clip(mean, *SCALE)),
+            std=std,
+            ci95=float(ci_halfwidth(std, n_listeners)),
+            **{f"q{round(p * 100):02d}": float(np.clip(v, *SCALE)) for p, v in zip(QUANTILES, q)},
+            p_outside=p_out,
+            clamped=bool(mean < SCALE[0] or mean > SCALE[1]),
+            duration=max(ref_info.duration, cod_info.duration),
+            windows=len(spans),
+            reference_rate=ref_info.sample_rate,
+            reference_channels=ref_info.channels,
+            coded_rate=cod_info.sample_rate,
+            coded_channels=cod_info.channels,
+            distribution=dist,
+            per_window=window_table,
+        )
+
+    def predict(
+        self,
+        reference: AudioInput | Sequence[AudioInput],
+        coded: AudioInput | Sequence[AudioInput],
+        n_listeners: int = 20,
+        *,
+        per_window: bool = False,
+        progress: bool | None = None,
+        chunk_pairs: int = 16,
+    ) -> Prediction | pd.DataFrame:
+        """Predict the listening-test result of one pair, or of many.
+
+        Args:
+            reference: A path, an ``(array, sample_rate)`` tuple (array ``[n]`` mono,
+                ``[channels, n]`` or ``[n, channels]``), or a list of those.
+            coded: The same for the coded signal(s).
+            n_listeners: The panel size the CI half-width is computed for.
+            per_window: Also return the analysis windows' own predictions.
+            progress: Progress bar over pairs (default: for more than 8 pairs).
+            chunk_pairs: Pairs whose features are held at once (bounds memory for long lists).
+
+        Returns:
+            A :class:`Prediction` for one pair; for lists, a DataFrame with one row per pair
+            and the columns :data:`PREDICTION_FIELDS` (``per_window`` adds a ``per_window``
+            column of tables).
+
+        Raises:
+            gml.features.AudioError: a file that cannot be used (named in the message).
+        """
+        single = not isinstance(reference, list)
+        refs = [reference] if single else list(reference)
+        cods = [coded] if single else list(coded)
+        if len(refs) != len(cods):
+            raise ValueError(f"{len(refs)} references but {len(cods)} coded signals")
+        if n_listeners < 2:
+            raise ValueError(f"n_listeners must be at least 2 for a CI, got {n_listeners}")
+        show = progress if progress is not None else len(refs) > 8
+        from gml.data.cache import _progress
+
+        bar = _progress(len(refs), "gml predict", show)
+        results: list[Prediction] = []
+        for start in range(0, len(refs), chunk_pairs):
+            pairs = [
+                self._pair_windows(r, c)
+                for r, c in zip(
+                    refs[start : start + chunk_pairs], cods[start : start + chunk_pairs]
+                )
+            ]
+            flat = [w for windows, *_ in pairs for w in windows]
+            params = self._window_params(flat)
+            k = 0
+            for windows, spans, ref_info, cod_info in pairs:
+                p = torch.stack(params[k : k + len(windows)])
+                k += len(windows)
+                results.append(
+                    self._prediction(p, spans, ref_info, cod_info, n_listeners, per_window)
+                )
+                bar.update(1)
+        bar.close()
+        if single:
+            return results[0]
+        frame = pd.DataFrame([r.to_dict() for r in results])
+        if per_window:
+            frame["per_window"] = [r.per_window for r in results]
+        return frame
+
+    def distribution(self, reference: AudioInput, coded: AudioInput) -> Distribution:
+        """The predicted score distribution of one pair (see the class docstring for long
+        excerpts); ``predict(...).distribution`` is the same object."""
+        return self.predict(reference, coded).distribution
+
+    def simulate(
+        self,
+        reference: AudioInput,
+        coded: AudioInput,
+        n_listeners: int = 20,
+        n_panels: int = 1000,
+        seed: int | None = 0,
+    ) -> Panels:
+        """Simulate ``n_panels`` listening tests of ``n_listeners`` listeners on one pair.
+
+        Each listener's score is an independent draw from the predicted distribution,
+        clipped to 0–100 as on a MUSHRA slider (see the module docstring). Panel means and
+        t-based CIs are computed from the clipped scores, as a real test's would be.
+
+        Returns:
+            :class:`Panels` (``scores`` ``[n_panels, n_listeners]``, ``means``, ``ci95``).
+        """
+        dist = self.distribution(reference, coded)
+        return Panels(simulate_panels(dist, n_listeners, n_panels, seed))
+
+
+def load(
+    ckpt: str | os.PathLike,
+    device: str | torch.device | None = None,
+    **kwargs: Any,
+) -> Listener:
+    """Load a trained listener from a ``gml fit`` checkpoint (file or run folder).
+
+    Args:
+        ckpt: ``best.ckpt`` / ``last.ckpt``, or the run folder (its ``best.ckpt``).
+        device: Where to run (default: CUDA when available, else CPU).
+        **kwargs: :class:`Listener` options (``window_seconds``, ``batch_size``...).
 
     Raises:
-        GMLError: not a gml checkpoint, or its configuration no longer builds a model.
+        gml.errors.GMLError: not a gml checkpoint, or one whose classes cannot be rebuilt.
     """
-    from gml.cli import config_from_checkpoint
-
-    cfg = config_from_checkpoint(ckpt_path)
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_class_arguments(GMLModule, "model", fail_untyped=False)
-    try:
-        parsed = parser.parse_object({"model": cfg["model"]})
-        model: GMLModule = parser.instantiate_classes(parsed).model
-    except Exception as err:  # noqa: BLE001 - report any config failure in one line
-        raise GMLError(
-            f"{ckpt_path}: cannot rebuild the model from its configuration ({err})"
-        ) from None
-    state = torch.load(ckpt_path, map_location=map_location, weights_only=False)["state_dict"]
-    model.load_state_dict(state)
-    return model.to(map_location).eval()
+    return Listener(load_module(ckpt), device=device, **kwargs)

@@ -10,9 +10,10 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from gml.augment import BatchAugment
+from gml.errors import GMLError
+from gml.features import GammatoneFrontend
 from gml.heads import DistributionHead, LogisticHead
-from gml.metrics import UPDATE_KWARGS, metric_collection
-from gml.stats import ci_halfwidth, stimulus_stats
+from gml.stats import ci_halfwidth
 
 
 def infer_out_features(backbone: nn.Module, num_bands: int = 32) -> int:
@@ -31,7 +32,12 @@ def infer_out_features(backbone: nn.Module, num_bands: int = 32) -> int:
 
 
 class GMLModule(L.LightningModule):
-    """The Generative Machine Listener.
+    """The Generative Machine Listener: frontend settings, backbone and head in one module.
+
+    The frontend belongs to the model: its settings are saved in the checkpoint with the
+    backbone and head, so a trained listener computes features the way it was trained. Training
+    reads features through the data module (and its cache), which must use the same settings;
+    this is checked when a trainer attaches both.
 
     Args:
         backbone: Any module mapping ``[B, 4, 2, bands, T]`` features to ``[B, D]``.
@@ -39,6 +45,7 @@ class GMLModule(L.LightningModule):
         augment: Batch augmentations applied, in order, to training batches only, on the
             device the batch is on.
         optimizer: Factory ``params → optimizer`` (default Adam, lr 1e-4 as in the paper).
+        frontend: The gammatone frontend (default: ViSQOL v3 audio-mode settings).
 
     The training loss is the head's loss on ``batch["target"]``: individual listener scores for
     a GML head, per-stimulus means for the non-GML :class:`~gml.heads.PointHead`.
@@ -50,16 +57,19 @@ class GMLModule(L.LightningModule):
         head: DistributionHead | None = None,
         augment: Sequence[BatchAugment] | None = None,
         optimizer: OptimizerCallable | None = None,
+        frontend: GammatoneFrontend | None = None,
     ):
         super().__init__()
+        self.frontend = frontend if frontend is not None else GammatoneFrontend()
         self.backbone = backbone
         self.head = head if head is not None else LogisticHead()
-        self.head.build(infer_out_features(backbone))
+        self.head.build(infer_out_features(backbone, self.frontend.num_bands))
         self.augment = list(augment or [])
         self.optimizer_factory = optimizer
-        self._test_metrics = nn.ModuleDict()
-        self._test_records: list[dict[str, Tensor]] = []
-        self.test_sets: list[str] = []
+        #: Set by :func:`gml.checkpoint.load_module`: the file the weights came from.
+        self.checkpoint_path: str | None = None
+        #: Set by :func:`gml.checkpoint.load_module`: the configuration the checkpoint carries.
+        self.checkpoint_config: dict | None = None
 
     @property
     def train_target(self) -> str:
@@ -89,21 +99,33 @@ class GMLModule(L.LightningModule):
         return loss
 
     def _evaluate(self, batch: dict) -> dict[str, Tensor]:
+        """Predictions of a batch of whole stimuli beside the subjective statistics the batch
+        carries (computed once, in :mod:`gml.stats`, by the data module).
+
+        Shape:
+            every output ``[B]`` except ``nll`` (one per real score) and ``pit`` ``[B, N]``
+            (the predicted CDF at each listener's score; NaN for padding or without a CDF).
+        """
         dist = self(batch["features"])
         scores, mask = batch["scores"], batch["mask"]
-        subj = stimulus_stats(scores, mask)
-        n = subj.n
+        n = batch["n_listeners"]
         pred_std = dist.stddev
-        nll_each = -dist.log_prob(scores.transpose(0, 1)).transpose(0, 1)
+        per_listener = scores.transpose(0, 1)  # distributions broadcast over a leading dim
+        nll_each = -dist.log_prob(per_listener).transpose(0, 1)
+        try:
+            pit = dist.cdf(per_listener).transpose(0, 1)
+        except NotImplementedError:  # a user's distribution without a closed-form CDF
+            pit = torch.full_like(scores, float("nan"))
         return {
             "index": batch["index"],
             "pred_mean": dist.mean,
             "pred_std": pred_std,
             "pred_ci": ci_halfwidth(pred_std, n),
-            "subj_mean": subj.mean,
-            "subj_ci": subj.ci95,
+            "subj_mean": batch["subj_mean"],
+            "subj_ci": batch["subj_ci"],
             "n_listeners": n,
             "nll": nll_each[mask],
+            "pit": torch.where(mask, pit, torch.full_like(pit, float("nan"))),
             "loss": self.head.loss(
                 dist, batch["target"] if self.train_target == "mean" else scores, mask
             ),
@@ -118,43 +140,44 @@ class GMLModule(L.LightningModule):
 
     # -- testing --------------------------------------------------------------------------
 
-    def on_test_start(self) -> None:
-        dm = self.trainer.datamodule
-        self.test_sets = list(getattr(dm, "test_sets", [])) or [
-            f"test{i}" for i in range(len(self.trainer.test_dataloaders))
-        ]
-        self._test_metrics = nn.ModuleDict(
-            {str(i): metric_collection().to(self.device) for i in range(len(self.test_sets))}
-        )
-        self._test_records = []
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
+        """Per-stimulus outputs; :class:`gml.evaluation.TestReport` turns them into metrics
+        and reports (``configure_callbacks`` attaches one when the trainer has none)."""
+        return {k: v.detach() for k, v in self._evaluate(batch).items()}
 
-    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        out = self._evaluate(batch)
-        metrics = self._test_metrics[str(dataloader_idx)]
-        metrics.update(**{k: out[k] for k in UPDATE_KWARGS})
-        self._test_records.append(
-            {
-                "index": out["index"].cpu(),
-                "pred_mean": out["pred_mean"].detach().cpu(),
-                "pred_std": out["pred_std"].detach().cpu(),
-                "pred_ci": out["pred_ci"].detach().cpu(),
+    def configure_callbacks(self) -> list:
+        from gml.evaluation import TestReport
+
+        trainer = self._trainer
+        if trainer is not None and any(isinstance(c, TestReport) for c in trainer.callbacks):
+            return []  # the caller configured its own report (e.g. gml test's output folder)
+        return [TestReport()]
+
+    def setup(self, stage: str) -> None:
+        """Check that the data module computes features and targets the way this model needs."""
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        frontend = getattr(dm, "frontend", None)
+        if (
+            isinstance(frontend, GammatoneFrontend)
+            and frontend.settings() != self.frontend.settings()
+        ):
+            diff = {
+                k: (v, self.frontend.settings().get(k))
+                for k, v in frontend.settings().items()
+                if self.frontend.settings().get(k) != v
             }
-        )
-
-    def on_test_epoch_end(self) -> None:
-        results = {}
-        for i, name in enumerate(self.test_sets):
-            values = self._test_metrics[str(i)].compute()
-            results[name] = {k: float(v) for k, v in values.items()}
-            for k, v in values.items():
-                self.log(f"test/{name}/{k}", v, add_dataloader_idx=False)
-        self.test_results = results
-
-    def test_predictions(self) -> dict[str, Tensor]:
-        """Per-stimulus predictions of the last test run, concatenated over all test sets."""
-        if not self._test_records:
-            return {}
-        return {k: torch.cat([r[k] for r in self._test_records]) for k in self._test_records[0]}
+            raise GMLError(
+                "the data module's frontend differs from the model's (data vs model: "
+                + ", ".join(f"{k} {a} vs {b}" for k, (a, b) in diff.items())
+                + "); build the data module with frontend=model.frontend"
+            )
+        target = getattr(dm, "train_target", None)
+        if stage == "fit" and target is not None and target != self.train_target:
+            raise GMLError(
+                f"the data module yields {target!r} targets but the head "
+                f"{type(self.head).__name__} trains on {self.train_target!r}; build it with "
+                f"train_target={self.train_target!r}"
+            )
 
     # -- prediction -----------------------------------------------------------------------
 

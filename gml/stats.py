@@ -19,7 +19,17 @@ import scipy.stats
 import torch
 from torch import Tensor
 
-__all__ = ["StimulusStats", "ci_halfwidth", "stimulus_stats", "t_quantile"]
+__all__ = [
+    "STIMULUS_KEY",
+    "StimulusStats",
+    "ci_halfwidth",
+    "stimulus_stats",
+    "stimulus_table",
+    "t_quantile",
+]
+
+#: The columns that identify a stimulus: one condition of one item in one listening test.
+STIMULUS_KEY: tuple[str, str, str] = ("test", "item", "condition")
 
 ArrayLike = int | float | np.ndarray | Tensor
 
@@ -178,3 +188,26 @@ def stimulus_stats(scores: Tensor, mask: Tensor | None = None) -> StimulusStats:
     var = (centred * centred).sum(dim=1) / (n_f - 1).clamp(min=1)
     std = torch.where(n > 1, var.sqrt(), nan)
     return StimulusStats(n=n, mean=mean, std=std, ci95=ci_halfwidth(std, n))
+
+
+def stimulus_table(ratings, extra: dict | None = None):
+    """Per-stimulus statistics of a table of individual ratings (pandas).
+
+    Args:
+        ratings: DataFrame with the :data:`STIMULUS_KEY` columns and ``score``.
+        extra: More named aggregations for ``DataFrame.groupby(...).agg`` (e.g.
+            ``{"reference": ("reference", "first")}``).
+
+    Returns:
+        One row per stimulus, ordered by the key: the key columns, ``extra``, ``n_listeners``,
+        ``mean``, ``std`` (ddof 1; NaN for one listener) and ``ci95`` (:func:`ci_halfwidth`).
+    """
+    g = ratings.groupby(list(STIMULUS_KEY), sort=True)
+    table = g.agg(
+        **(extra or {}),
+        n_listeners=("score", "size"),
+        mean=("score", "mean"),
+        std=("score", "std"),
+    )
+    table["ci95"] = ci_halfwidth(table["std"].to_numpy(), table["n_listeners"].to_numpy())
+    return table.reset_index()

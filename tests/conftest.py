@@ -101,3 +101,48 @@ def noise_manifest(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def split_manifest(tmp_path_factory) -> Path:
     return make_noise_test(tmp_path_factory.mktemp("noise-split"), split=True)
+
+
+def fit_tiny(manifest: Path, root: Path, *extra: str) -> Path:
+    """Train a tiny GML briefly through the real CLI; returns its run folder."""
+    from gml.cli import main
+
+    repo = Path(__file__).resolve().parents[1]
+    main(
+        [
+            "fit",
+            "--config", str(repo / "configs" / "demo.yaml"),
+            "--data.manifest", str(manifest),
+            "--data.progress", "false",
+            "--model.backbone.init_args.preset", "tiny",
+            "--trainer.max_epochs", "1",
+            "--trainer.limit_train_batches", "3",
+            "--trainer.accelerator", "cpu",
+            "--trainer.enable_progress_bar", "false",
+            "--trainer.logger.init_args.save_dir", str(root / "runs"),
+            *extra,
+        ]
+    )  # fmt: skip
+    (run,) = (root / "runs" / "demo").iterdir()
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_run(noise_manifest, tmp_path_factory) -> Path:
+    """A run folder (best.ckpt, last.ckpt) of a tiny model trained on the noise test."""
+    return fit_tiny(noise_manifest, tmp_path_factory.mktemp("tiny-run"))
+
+
+def write_pair(root: Path, seconds: float = 2.0, rate: int = 48000, seed: int = 0, mono=False):
+    """A reference (tones) and a noisier coded version; returns both paths."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    ref = 0.3 * np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 660 * t)], axis=1)
+    cod = ref + rng.normal(0, 0.02, ref.shape)
+    if mono:
+        ref, cod = ref[:, 0], cod[:, 0]
+    root.mkdir(parents=True, exist_ok=True)
+    rp, cp = root / f"ref{seed}.wav", root / f"cod{seed}.wav"
+    sf.write(rp, ref.astype(np.float32), rate)
+    sf.write(cp, cod.astype(np.float32), rate)
+    return rp, cp

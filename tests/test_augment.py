@@ -203,6 +203,11 @@ def _eval_batch(b: int, seed: int) -> dict:
     batch["mask"] = torch.ones(b, 3, dtype=torch.bool)
     batch["mask"][0, 2] = False
     batch["target"] = batch["scores"][:, :2].mean(1)
+    # whole-stimulus batches carry their subjective statistics (computed by the data module)
+    from gml.stats import stimulus_stats
+
+    stats = stimulus_stats(batch["scores"], batch["mask"])
+    batch["subj_mean"], batch["subj_ci"], batch["n_listeners"] = stats.mean, stats.ci95, stats.n
     return batch
 
 

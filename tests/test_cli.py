@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
+from gml.checkpoint import load_module
 from gml.cli import main
-from gml.listener import load_module
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -271,7 +271,7 @@ def test_evaluation_writes_nothing_in_cwd(noise_manifest, tmp_path, monkeypatch)
 def test_predict_writes_predictions(noise_manifest, tmp_path, monkeypatch, capsys):
     run = _fit(tmp_path, noise_manifest, "--model.backbone.init_args.preset", "tiny")
     monkeypatch.chdir(tmp_path)
-    main(["predict", "--ckpt", str(run / "last.ckpt"), "--data.progress", "false"])
+    main(["predict", "--ckpt", str(run / "last.ckpt"), "--no-progress"])
     out = run / "predict-last" / "predictions.csv"
     assert str(out) in capsys.readouterr().out
     preds = pd.read_csv(out)

@@ -84,6 +84,14 @@ def test_cv_pooled_metrics_match_scipy(cv_runs):
         np.testing.assert_allclose(
             res["nll"], np.average(folds, weights=[w[k] for k in sorted(w)]), rtol=1e-6
         )
+    # pooled PIT of every held-out score, its coverage, and the plots per test set
+    pit = pd.read_csv(cv_runs / "gml" / "cv" / "pit.csv")
+    assert len(pit) == preds["n_listeners"].sum()
+    for test, g in pit.groupby("test"):
+        inside = (np.abs(g["pit"] - 0.5) <= 0.45).mean()
+        np.testing.assert_allclose(m["test_sets"][test]["coverage_90"], inside, atol=1e-9)
+        for kind in ("means", "cis", "calibration"):
+            assert (cv_runs / "gml" / "cv" / "plots" / f"{test}-{kind}.png").is_file()
 
 
 def test_nongml_reports_na(cv_runs):

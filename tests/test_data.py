@@ -165,17 +165,24 @@ def test_collate_pads_both_sides_and_panels():
         "scores": torch.tensor([1.0, 2.0]),
         "target": 1.5,
         "index": 0,
+        "subj_mean": 1.5,
+        "subj_ci": 6.35,
+        "n_listeners": 2,
     }
     b = {
         "features": torch.ones(4, 2, 32, 6),
         "scores": torch.tensor([3.0, 4.0, 5.0]),
         "target": 4.0,
         "index": 1,
+        "subj_mean": 4.0,
+        "subj_ci": 2.48,
+        "n_listeners": 3,
     }
     out = collate([a, b])
     assert out["features"].shape == (2, 4, 2, 32, 6)
     np.testing.assert_array_equal(out["features"][0, 0, 0, 0].numpy(), [0, 1, 1, 1, 0, 0])
     assert out["mask"].tolist() == [[True, True, False], [True, True, True]]
+    assert out["n_listeners"].tolist() == [2, 3] and out["subj_mean"].tolist() == [1.5, 4.0]
     assert pad_frames(torch.ones(1, 5), 5).shape == (1, 5)
 
 

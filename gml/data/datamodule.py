@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from gml.data.cache import FeatureCache, default_cache_dir
 from gml.data.manifest import Manifest, ManifestError
 from gml.features import GammatoneFrontend
+from gml.stats import STIMULUS_KEY
 
 BUILTIN_DEMO = "builtin:demo"
 
@@ -95,11 +96,16 @@ class StimulusDataset(Dataset):
     def __getitem__(self, k: int) -> dict:
         i = self.index[k]
         scores = self.stimuli.scores[i]
+        row = self.stimuli.table.iloc[i]
         return {
             "features": self.stimuli.pair(i),
             "scores": torch.as_tensor(scores, dtype=torch.float32),
-            "target": float(np.mean(scores)),
+            "target": float(row["mean"]),
             "index": i,
+            # the subjective statistics travel with the batch (defined once, in gml.stats)
+            "subj_mean": float(row["mean"]),
+            "subj_ci": float(row["ci95"]),
+            "n_listeners": int(row["n_listeners"]),
         }
 
 
@@ -109,7 +115,7 @@ def collate(batch: list[dict]) -> dict[str, Tensor]:
 
     Shape:
         features ``[B, 4, 2, bands, T]``; target ``[B]``; index ``[B]``;
-        scores/mask ``[B, N]`` when present.
+        scores/mask ``[B, N]`` and subj_mean/subj_ci/n_listeners ``[B]`` for whole stimuli.
     """
     t = max(b["features"].shape[-1] for b in batch)
     out = {
@@ -125,6 +131,9 @@ def collate(batch: list[dict]) -> dict[str, Tensor]:
             scores[k, : len(b["scores"])] = b["scores"]
             mask[k, : len(b["scores"])] = True
         out["scores"], out["mask"] = scores, mask
+        out["subj_mean"] = torch.tensor([b["subj_mean"] for b in batch], dtype=torch.float32)
+        out["subj_ci"] = torch.tensor([b["subj_ci"] for b in batch], dtype=torch.float32)
+        out["n_listeners"] = torch.tensor([b["n_listeners"] for b in batch], dtype=torch.long)
     return out
 
 
@@ -159,7 +168,11 @@ class GMLDataModule(L.LightningDataModule):
         num_workers: DataLoader workers (features are in memory, so 0 is usually fastest).
         seed: Seed of the fold and validation assignment.
         cache_dir: Feature cache folder (default ``$GML_CACHE_DIR`` or ``~/.cache/gml``).
-        frontend: The gammatone frontend (default: ViSQOL v3 audio-mode settings).
+        frontend: The gammatone frontend; must have the model's settings (``gml fit`` links it
+            to ``model.frontend``; in Python pass ``frontend=model.frontend``).
+        train_target: What training examples carry: ``"scores"`` (one example per individual
+            rating) or ``"mean"`` (one per stimulus); the head declares it (``head.target``,
+            linked by ``gml fit``; checked against the model when training starts).
         demo_items: Items of the built-in demo per test (music, speech); ignored otherwise.
         progress: Progress bars while building the demo and computing features.
     """
@@ -178,6 +191,7 @@ class GMLDataModule(L.LightningDataModule):
         seed: int = 0,
         cache_dir: str | None = None,
         frontend: GammatoneFrontend | None = None,
+        train_target: Literal["scores", "mean"] = "scores",
         demo_items: tuple[int, int] = (16, 8),
         progress: bool = True,
     ):
@@ -204,7 +218,9 @@ class GMLDataModule(L.LightningDataModule):
         self.frontend = frontend if frontend is not None else GammatoneFrontend()
         self.demo_items = tuple(demo_items)
         self.progress = progress
-        self.train_target: Literal["scores", "mean"] = "scores"
+        if train_target not in ("scores", "mean"):
+            raise ManifestError(f"data.train_target: {train_target!r}; expected 'scores' or 'mean'")
+        self.train_target = train_target
         self.manifest: Manifest | None = None
         self._stimuli: _Stimuli | None = None
         self.partition: np.ndarray | None = None  # per stimulus: "train" / "val" / "test"
@@ -228,25 +244,27 @@ class GMLDataModule(L.LightningDataModule):
         self.manifest_path()
 
     def setup(self, stage: str | None = None) -> None:
-        trainer = getattr(self, "trainer", None)
-        module = getattr(trainer, "lightning_module", None) if trainer is not None else None
-        head = getattr(module, "head", None)
-        self.train_target = getattr(head, "target", "scores")
         if self._stimuli is not None:
             return
         self.manifest = Manifest.read(self.manifest_path())
         table = self.manifest.stimuli()
-        by_stim = self.manifest.ratings.groupby(["test", "item", "condition"], sort=True)["score"]
+        by_stim = self.manifest.ratings.groupby(list(STIMULUS_KEY), sort=True)["score"]
         scores = [g.to_numpy(dtype=np.float32) for _, g in by_stim]
         cache_dir = None if self.cache_dir is None else Path(self.cache_dir) / "features"
         feats = FeatureCache(self.frontend, cache_dir, progress=self.progress).get_many(
             self.manifest.audio_files()
         )
         self._stimuli = _Stimuli(table, feats, scores)
-        self.partition = self._partition(table)
+        self.partition = self.assign_partition(table)
         self.test_sets = sorted(table.loc[self.partition == "test", "test"].unique())
 
-    def _partition(self, table: pd.DataFrame) -> np.ndarray:
+    def assign_partition(self, table: pd.DataFrame) -> np.ndarray:
+        """Partition (``"train"``, ``"val"`` or ``"test"``) of each row of a stimulus table
+        under this module's folds, fold role, seed and ``split`` column; needs no audio.
+
+        Shape:
+            table: one row per stimulus (``test, item, condition[, split]``) → ``[len(table)]``.
+        """
         if self.test_all:
             return np.full(len(table), "test", dtype=object)
         has_split = "split" in table.columns

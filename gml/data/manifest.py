@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from gml.errors import GMLError
+from gml.stats import STIMULUS_KEY, stimulus_table
 
 REQUIRED_COLUMNS = ("test", "item", "condition", "listener", "score", "reference", "coded")
-STIMULUS_KEY = ("test", "item", "condition")
 SPLITS = ("train", "val", "test")
 
 
@@ -150,20 +150,10 @@ class Manifest:
         """One row per stimulus: key, audio paths, ``n_listeners``, subjective ``mean``, ``std``
         (sample, ddof 1), ``ci95`` (t-based half-width; NaN for fewer than 2 listeners) and the
         ``split`` when present. Ordered by (test, item, condition)."""
-        from gml.stats import ci_halfwidth
-
-        g = self.ratings.groupby(list(STIMULUS_KEY), sort=True)
-        table = g.agg(
-            reference=("reference", "first"),
-            coded=("coded", "first"),
-            n_listeners=("score", "size"),
-            mean=("score", "mean"),
-            std=("score", "std"),
-        )
+        extra = {"reference": ("reference", "first"), "coded": ("coded", "first")}
         if self.has_split:
-            table["split"] = g["split"].first()
-        table["ci95"] = ci_halfwidth(table["std"].to_numpy(), table["n_listeners"].to_numpy())
-        return table.reset_index()
+            extra["split"] = ("split", "first")
+        return stimulus_table(self.ratings, extra)
 
     def audio_files(self) -> list[str]:
         """Every distinct audio file, sorted."""

@@ -6,12 +6,17 @@ from gml.features.gammatone import (
     erb_center_frequencies,
     gammatone_power_response,
 )
+from gml.features.stream import AudioInfo, AudioSource, audio_info, streamed_spectrogram
 
 __all__ = [
     "AudioError",
+    "AudioInfo",
+    "AudioSource",
     "GammatoneFrontend",
+    "audio_info",
     "erb_center_frequencies",
     "gammatone_power_response",
     "load_audio",
     "pad_pair",
+    "streamed_spectrogram",
 ]

@@ -50,35 +50,71 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 48000) -> np.ndarray:
             samples, has more than two channels, or contains NaN/inf samples.
         ValueError: ``sample_rate`` is not a positive integer.
     """
-    if int(sample_rate) != sample_rate or sample_rate <= 0:
-        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
-    sample_rate = int(sample_rate)
+    sample_rate = check_sample_rate(sample_rate)
     name = os.fspath(path)
-    if not os.path.exists(name):
-        raise AudioError(f"{name}: file not found; gml expects an existing audio file")
+    check_exists(name)
     try:
         data, file_rate = sf.read(name, dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, OSError) as err:
-        raise AudioError(
-            f"{name}: cannot be read as audio ({err}); gml expects a file that soundfile reads"
-        ) from err
+        raise unreadable_error(name, err) from err
 
     num_samples, num_channels = data.shape
-    if num_channels > 2:
-        raise AudioError(f"{name}: has {num_channels} channels; gml expects mono or stereo")
-    if num_samples == 0 or num_channels == 0:
-        raise AudioError(f"{name}: has no samples; gml expects a non-empty signal")
-    if not np.isfinite(data).all():
-        raise AudioError(f"{name}: contains NaN or infinite samples; gml expects finite audio")
+    check_layout(name, num_channels, num_samples)
+    check_finite(name, data)
 
     audio = data.T  # [channels, n]
     if file_rate != sample_rate:
-        g = math.gcd(int(file_rate), sample_rate)
-        up, down = sample_rate // g, int(file_rate) // g
+        up, down = resample_factors(int(file_rate), sample_rate)
         audio = resample_poly(audio.astype(np.float64), up, down, axis=-1)
     if num_channels == 1:
         audio = np.concatenate([audio, audio], axis=0)
     return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+# ------------------------------------------------------------------ checks shared with stream.py
+# The messages below are part of the interface (tests and users match on them); each starts with
+# the source's name and says what gml expects.
+
+
+def check_sample_rate(sample_rate: int) -> int:
+    """Return ``sample_rate`` as an int; raise ValueError unless it is a positive integer."""
+    if int(sample_rate) != sample_rate or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    return int(sample_rate)
+
+
+def check_exists(name: str) -> None:
+    """Raise :class:`AudioError` if the file ``name`` does not exist."""
+    if not os.path.exists(name):
+        raise AudioError(f"{name}: file not found; gml expects an existing audio file")
+
+
+def unreadable_error(name: str, err: Exception) -> AudioError:
+    """The error for a file that soundfile cannot open or decode (``err`` is its reason)."""
+    return AudioError(
+        f"{name}: cannot be read as audio ({err}); gml expects a file that soundfile reads"
+    )
+
+
+def check_layout(name: str, num_channels: int, num_samples: int) -> None:
+    """Raise :class:`AudioError` for more than two channels or an empty signal."""
+    if num_channels > 2:
+        raise AudioError(f"{name}: has {num_channels} channels; gml expects mono or stereo")
+    if num_samples == 0 or num_channels == 0:
+        raise AudioError(f"{name}: has no samples; gml expects a non-empty signal")
+
+
+def check_finite(name: str, data: np.ndarray) -> None:
+    """Raise :class:`AudioError` if ``data`` holds a NaN or infinite sample."""
+    if not np.isfinite(data).all():
+        raise AudioError(f"{name}: contains NaN or infinite samples; gml expects finite audio")
+
+
+def resample_factors(file_rate: int, sample_rate: int) -> tuple[int, int]:
+    """Up/down factors of :func:`~scipy.signal.resample_poly` from ``file_rate`` to
+    ``sample_rate``: the fraction ``sample_rate / file_rate`` reduced by the gcd."""
+    g = math.gcd(file_rate, sample_rate)
+    return sample_rate // g, file_rate // g
 
 
 def pad_pair(ref: np.ndarray, coded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

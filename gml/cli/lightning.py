@@ -1,49 +1,27 @@
-"""The ``gml`` command: ``fit``, ``validate``, ``test``, ``predict`` (LightningCLI) with
-``--ckpt`` to evaluate a trained run with no other argument."""
+"""``gml fit / validate / test``: LightningCLI with gml's defaults, and ``--ckpt`` to evaluate a
+trained run with no other argument. The reports themselves are library code
+(:mod:`gml.evaluation`); this module parses, chooses folders and prints."""
 
 from __future__ import annotations
 
 import os
 import shlex
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
-from jsonargparse import ArgumentError
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from gml.atomic import atomic_write_text
+from gml.checkpoint import EmbedConfig, read_config, resolve_checkpoint
 from gml.data.datamodule import BUILTIN_DEMO, GMLDataModule
 from gml.errors import GMLError
 from gml.module import GMLModule
 
-#: Key under which a checkpoint carries the resolved configuration it was trained with.
-CONFIG_KEY = "gml_config"
-EVAL_SUBCOMMANDS = ("validate", "test", "predict")
-
-
-class EmbedConfig(Callback):
-    """Stores the resolved run configuration (YAML text) inside every checkpoint, so that
-    ``gml test --ckpt`` and :func:`gml.listener.load_module` rebuild the exact model."""
-
-    def __init__(self, config_yaml: str):
-        self.config_yaml = config_yaml
-
-    def on_save_checkpoint(
-        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict
-    ) -> None:
-        checkpoint[CONFIG_KEY] = self.config_yaml
-
-
-def _same_manifest(a: str, b: str) -> bool:
-    if BUILTIN_DEMO in (a, b):
-        return a == b
-    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+EVAL_SUBCOMMANDS = ("validate", "test")
 
 
 def run_folder(trainer: Trainer) -> Path:
@@ -83,8 +61,19 @@ class GMLCLI(LightningCLI):
             **kwargs,
         )
 
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        # `gml predict` is gml's own command (audio pairs, not a datamodule): see gml.cli.predict
+        return {k: v for k, v in LightningCLI.subcommands().items() if k != "predict"}
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # the model owns its frontend and its head declares its training target: the data
+        # module gets both from the model, so they cannot disagree
+        parser.link_arguments("model.frontend", "data.frontend", apply_on="instantiate")
+        parser.link_arguments(
+            "model.head", "data.train_target", compute_fn=_head_target, apply_on="instantiate"
+        )
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/loss",
@@ -133,6 +122,12 @@ class GMLCLI(LightningCLI):
         cfg = yaml.safe_load(parser.dump(self.config[self.subcommand], skip_none=False))
         cfg.pop("config", None)
         cfg.pop("ckpt_path", None)
+        # the frontend's settings as used, so a later gml keeps computing the same features
+        frontend = self.model.frontend
+        cfg.setdefault("model", {})["frontend"] = {
+            "class_path": f"{type(frontend).__module__}.{type(frontend).__qualname__}",
+            "init_args": frontend.settings(),
+        }
         data = cfg.get("data") or {}
         # paths must mean the same thing when the checkpoint is used from another folder
         if data.get("manifest") and data["manifest"] != BUILTIN_DEMO:
@@ -171,61 +166,18 @@ class GMLCLI(LightningCLI):
         self.trainer.test(**{**kwargs, "verbose": False})
 
     def after_test(self) -> None:
+        from gml import report
+        from gml.evaluation import TestReport
+
         if not self.trainer.is_global_zero:
             return
-        from gml import report
-
-        model: GMLModule = self.model
-        dm: GMLDataModule = self.datamodule
-        results = getattr(model, "test_results", {})
-        preds = {k: v.numpy() for k, v in model.test_predictions().items()}
-        if not results or not preds:
+        reports = [c for c in self.trainer.callbacks if isinstance(c, TestReport)]
+        evaluation = reports[0].evaluation if reports else None
+        if evaluation is None or not evaluation.results:
             return
-        stimuli = dm.stimuli
-        ratings = dm.manifest.ratings
-        train_keys = stimuli.loc[stimuli["partition"] == "train", ["test", "item", "condition"]]
-        train_scores = ratings.merge(train_keys, on=["test", "item", "condition"])[
-            "score"
-        ].to_numpy()
-        for name in results:
-            test_keys = stimuli.loc[
-                (stimuli["partition"] == "test") & (stimuli["test"] == name),
-                ["test", "item", "condition"],
-            ]
-            test_scores = ratings.merge(test_keys, on=["test", "item", "condition"])[
-                "score"
-            ].to_numpy()
-            results[name]["constant_nll"] = report.constant_baseline_nll(train_scores, test_scores)
-            results[name]["n_stimuli"] = int(len(test_keys))
-        frame = report.predictions_frame(stimuli, preds, ratings)
-        ckpt_path = self.config[self.subcommand].get("ckpt_path")
-        if ckpt_path:
-            out_dir = Path(ckpt_path).resolve().parent / f"test-{Path(ckpt_path).stem}"
-            trained_on = config_from_checkpoint(ckpt_path).get("data", {}).get("manifest")
-            if trained_on and not _same_manifest(trained_on, dm.manifest_arg):
-                # another listening test: keep the checkpoint's own results
-                stem = (
-                    Path(dm.manifest_arg).parent.name if dm.manifest_arg != BUILTIN_DEMO else "demo"
-                )
-                out_dir = out_dir.with_name(f"{out_dir.name}-{stem}-{Path(dm.manifest_arg).stem}")
-        else:
-            out_dir = Path(self.trainer.log_dir or ".") / "test"
-        report.write_json(
-            out_dir / "metrics.json",
-            {
-                # row name for `gml table`: <run's parent>/<run>, e.g. demo/version_0
-                "name": "/".join(out_dir.parent.parts[-2:]),
-                "checkpoint": str(Path(ckpt_path).resolve()) if ckpt_path else None,
-                "manifest": str(dm.manifest_path()),
-                "synthetic_demo": dm.manifest_arg == BUILTIN_DEMO,
-                "test_sets": results,
-            },
-        )
-        report.atomic_write_text(
-            out_dir / "predictions.csv", frame.to_csv(index=False, float_format="%.4f")
-        )
+        results = evaluation.results
         print()
-        if dm.manifest_arg == BUILTIN_DEMO:
+        if self.datamodule.manifest_arg == BUILTIN_DEMO:
             print("Built-in demo listening test (SYNTHETIC listeners, not human data)")
         print(report.format_table(results, extra={"const NLL": "constant_nll"}))
         excluded = {
@@ -236,55 +188,18 @@ class GMLCLI(LightningCLI):
                 "stimuli without a CI (fewer than 2 listeners), excluded from CI columns: "
                 + ", ".join(f"{n}: {c}" for n, c in excluded.items())
             )
-        print(
-            f"gml: wrote {out_dir / 'metrics.json'} and {out_dir / 'predictions.csv'}", flush=True
-        )
-
-    def after_predict(self) -> None:
-        if not self.trainer.is_global_zero:
-            return
-        from gml import report
-        from gml.stats import ci_halfwidth
-
-        outputs = self.trainer.predict_loop.predictions
-        if not outputs:
-            return
-        if isinstance(outputs[0], list):
-            outputs = [o for group in outputs for o in group]
-        preds = {k: torch.cat([o[k] for o in outputs]).numpy() for k in outputs[0]}
-        stimuli = self.datamodule.stimuli
-        n = stimuli["n_listeners"].to_numpy()[preds["index"]]
-        preds["pred_ci"] = ci_halfwidth(preds["pred_std"], n)
-        frame = report.predictions_frame(
-            stimuli, preds, self.datamodule.manifest.ratings, with_partition=True
-        )
-        ckpt_path = self.config[self.subcommand].get("ckpt_path")
-        base = Path(ckpt_path).resolve().parent if ckpt_path else Path(self.trainer.log_dir or ".")
-        out = base / f"predict-{Path(ckpt_path).stem if ckpt_path else 'model'}" / "predictions.csv"
-        report.atomic_write_text(out, frame.to_csv(index=False, float_format="%.4f"))
-        print(f"gml: wrote {out} ({len(frame)} stimuli)", flush=True)
+        if evaluation.out_dir is not None:
+            plots = [f for f in evaluation.files if f.suffix == ".png"]
+            print(
+                f"gml: wrote {evaluation.out_dir / 'metrics.json'}, predictions.csv, pit.csv"
+                + (f" and {len(plots)} plots in {evaluation.out_dir / 'plots'}" if plots else ""),
+                flush=True,
+            )
 
 
-def config_from_checkpoint(ckpt_path: str | os.PathLike) -> dict:
-    """The resolved configuration a gml checkpoint was trained with.
-
-    Raises:
-        GMLError: the file is missing, not a checkpoint, or not written by ``gml fit``.
-    """
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise GMLError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
-        raise GMLError(
-            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})"
-        ) from None
-    if not isinstance(ckpt, dict) or CONFIG_KEY not in ckpt:
-        raise GMLError(
-            f"{path}: not a gml checkpoint (no embedded configuration); was it written by 'gml fit'?"
-        )
-    return yaml.safe_load(ckpt[CONFIG_KEY])
+def _head_target(head) -> str:
+    """What a head trains on (linked into ``data.train_target``)."""
+    return getattr(head, "target", "scores")
 
 
 def _pop_option(args: list[str], flag: str) -> str | None:
@@ -314,7 +229,8 @@ def _expand_ckpt(argv: list[str]) -> tuple[list[str], str | None]:
         return argv, None
     if any(a == "--config" or a.startswith("--config=") for a in rest):
         return [argv[0], *rest, "--ckpt_path", ckpt], None  # the user's config wins
-    cfg = config_from_checkpoint(ckpt)
+    ckpt = str(resolve_checkpoint(ckpt))
+    cfg = read_config(ckpt)
     cfg.setdefault("trainer", {})["logger"] = False
     cfg.setdefault("checkpoint", {})["dirpath"] = str(Path(ckpt).resolve().parent)
     fd, tmp = tempfile.mkstemp(prefix="gml-ckpt-config-", suffix=".yaml")
@@ -352,57 +268,4 @@ def run(argv: list[str]) -> GMLCLI:
             os.unlink(tmp)
 
 
-EXTRA_COMMANDS = {
-    "cv": ("gml.cv", "k-fold cross-validation: one model per fold, pooled metrics per test set"),
-    "table": ("gml.table", "Table-I-style comparison of several runs (Markdown / CSV)"),
-}
-
-
-def _one_line(message: str) -> str:
-    """Condense jsonargparse's nested multi-line reasons to the informative part."""
-    import re
-
-    key = re.match(r'\s*(Parser key "[^"]+"):', message)
-    cls = re.search(
-        r"Problem with given class_path '([^']+)':\s*(.+?)(?:\n\s*-|\n\s*Given|$)", message, re.S
-    )
-    if key and cls:
-        return f"{key.group(1)}: cannot use class_path '{cls.group(1)}': {' '.join(cls.group(2).split())}"
-    return " ".join(message.split())
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``gml`` command."""
-    quiet_warnings()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = bool(os.environ.get("GML_DEBUG")) or "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
-    try:
-        if argv and argv[0] in EXTRA_COMMANDS:
-            import importlib
-
-            importlib.import_module(EXTRA_COMMANDS[argv[0]][0]).main(argv[1:])
-            return
-        if not argv or argv[0] in ("-h", "--help"):
-            try:
-                run(argv)
-            finally:
-                print("\nmore commands (see 'gml <command> --help'):")
-                for name, (_, text) in EXTRA_COMMANDS.items():
-                    print(f"  {name:<8} {text}")
-        run(argv)
-    except (GMLError, ArgumentError) as err:
-        if debug:
-            raise
-        message = _one_line(str(err))
-        if isinstance(err, ArgumentError):
-            sub = argv[0] if argv and argv[0] in GMLCLI.subcommands() else ""
-            message += f" (see 'gml {sub} --help')".replace("  ", " ")
-        print(f"gml: error: {message}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("gml: interrupted", file=sys.stderr)
-        sys.exit(130)
-
-
-__all__ = ["CONFIG_KEY", "EmbedConfig", "GMLCLI", "config_from_checkpoint", "main", "run"]
+__all__ = ["EmbedConfig", "GMLCLI", "run", "run_folder"]

@@ -1,0 +1,181 @@
+"""Checkpoints written by ``gml fit``: the embedded configuration, and rebuilding from it.
+
+A gml checkpoint is a Lightning checkpoint that also carries the resolved run configuration
+(YAML text under :data:`CONFIG_KEY`), so a trained listener can be rebuilt — backbone, head,
+*and the gammatone frontend it was trained with* — from the file alone, in Python or by the
+command line. Nothing here imports the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+from gml.errors import GMLError
+
+#: Key under which a checkpoint carries the resolved configuration it was trained with.
+CONFIG_KEY = "gml_config"
+
+__all__ = [
+    "CONFIG_KEY",
+    "EmbedConfig",
+    "build_datamodule",
+    "load_module",
+    "read_checkpoint",
+    "read_config",
+    "resolve_checkpoint",
+]
+
+
+class EmbedConfig(Callback):
+    """Stores the resolved run configuration (YAML text) inside every checkpoint.
+
+    Args:
+        config_yaml: The configuration, as ``gml fit`` resolved it (paths absolute).
+    """
+
+    def __init__(self, config_yaml: str):
+        self.config_yaml = config_yaml
+
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict
+    ) -> None:
+        checkpoint[CONFIG_KEY] = self.config_yaml
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """The checkpoint file that ``path`` names: the file itself, or inside a run folder its
+    ``best.ckpt`` (else its only ``.ckpt``).
+
+    Raises:
+        GMLError: nothing there, or a folder with no / several checkpoints and no ``best.ckpt``
+            (the message lists what is there).
+    """
+    p = Path(path).expanduser()
+    if p.is_file():
+        return p
+    if p.is_dir():
+        if (p / "best.ckpt").is_file():
+            return p / "best.ckpt"
+        found = sorted(q.name for q in p.glob("*.ckpt"))
+        if len(found) == 1:
+            return p / found[0]
+        listing = ", ".join(found) if found else "no .ckpt files"
+        raise GMLError(f"{p}: is a folder without best.ckpt ({listing}); name the checkpoint file")
+    raise GMLError(f"{p}: checkpoint not found")
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
+    """Load a gml checkpoint as a dict (weights on ``map_location``).
+
+    Raises:
+        GMLError: missing, not a readable PyTorch checkpoint, or not written by ``gml fit``.
+    """
+    path = resolve_checkpoint(path)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
+        raise GMLError(
+            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})"
+        ) from None
+    if not isinstance(ckpt, dict) or CONFIG_KEY not in ckpt:
+        raise GMLError(
+            f"{path}: not a gml checkpoint (no embedded configuration); was it written by 'gml fit'?"
+        )
+    return ckpt
+
+
+def _upgrade(cfg: dict) -> dict:
+    """Bring a configuration written by an older gml to today's layout.
+
+    Before the frontend belonged to the model it was configured as ``data.frontend``.
+    """
+    data = cfg.get("data") or {}
+    model = cfg.setdefault("model", {})
+    if "frontend" in data:
+        old = data.pop("frontend")
+        if old is not None and model.get("frontend") is None:
+            model["frontend"] = old
+    if "train_target" in data:
+        data.pop("train_target")  # linked from the head, never configured by hand
+    return cfg
+
+
+def read_config(ckpt: str | os.PathLike | dict) -> dict:
+    """The resolved configuration a gml checkpoint was trained with (a plain dict).
+
+    Args:
+        ckpt: A checkpoint path (file or run folder), or a dict from :func:`read_checkpoint`.
+
+    Raises:
+        GMLError: see :func:`read_checkpoint`.
+    """
+    if not isinstance(ckpt, dict):
+        ckpt = read_checkpoint(ckpt)
+    return _upgrade(yaml.safe_load(ckpt[CONFIG_KEY]) or {})
+
+
+def _instantiate(cls: type, key: str, section: dict, source: str) -> Any:
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(cls, key, fail_untyped=False)
+    try:
+        parsed = parser.parse_object({key: section})
+        return getattr(parser.instantiate_classes(parsed), key)
+    except Exception as err:  # noqa: BLE001 - report any config failure in one line
+        raise GMLError(
+            f"{source}: cannot rebuild the {key} from its configuration ({err})"
+        ) from None
+
+
+def load_module(ckpt_path: str | os.PathLike, map_location: Any = "cpu"):
+    """Rebuild the :class:`~gml.module.GMLModule` (frontend, backbone, head, weights) that a
+    checkpoint was trained as.
+
+    Args:
+        ckpt_path: ``best.ckpt`` / ``last.ckpt`` of a ``gml fit`` run, or the run folder.
+        map_location: Device for the weights.
+
+    Returns:
+        The module in eval mode, on ``map_location``.
+
+    Raises:
+        GMLError: not a gml checkpoint, or its configuration no longer builds a model (e.g. a
+            head or backbone class that cannot be imported: the message names it).
+    """
+    from gml.module import GMLModule
+
+    path = resolve_checkpoint(ckpt_path)
+    ckpt = read_checkpoint(path, map_location="cpu")
+    cfg = read_config(ckpt)
+    model = _instantiate(GMLModule, "model", cfg.get("model") or {}, str(path))
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, RuntimeError) as err:
+        raise GMLError(f"{path}: weights do not fit the configured model ({err})") from None
+    model.checkpoint_path = str(path.resolve())
+    model.checkpoint_config = cfg
+    return model.to(map_location).eval()
+
+
+def build_datamodule(ckpt: str | os.PathLike | dict, **overrides: Any):
+    """The :class:`~gml.data.GMLDataModule` a checkpoint was trained with (same manifest,
+    folds and seed), with ``overrides`` (e.g. ``manifest=..., test_all=True``) applied.
+
+    The frontend is the model's (see :func:`load_module`); pass ``frontend=module.frontend``.
+    """
+    from gml.data.datamodule import GMLDataModule
+
+    cfg = read_config(ckpt)
+    section = {**(cfg.get("data") or {}), **overrides}
+    objects = {k: section.pop(k) for k in ("frontend",) if k in section}
+    dm = _instantiate(GMLDataModule, "data", section, "checkpoint")
+    for k, v in objects.items():
+        setattr(dm, k, v)
+    return dm

@@ -1,0 +1,125 @@
+"""The ``gml`` command. Thin: it parses arguments, chooses folders and prints; the work is
+library code (:mod:`gml.listener`, :mod:`gml.evaluation`, :mod:`gml.checkpoint`).
+
+``fit``, ``validate`` and ``test`` run through LightningCLI (:mod:`gml.cli.lightning`); the
+other commands are one module each, imported only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from argparse import ArgumentError
+from pathlib import Path
+
+from gml.errors import GMLError
+
+#: gml's own commands: name → (module with ``main(argv)``, one-line description).
+EXTRA_COMMANDS = {
+    "predict": ("gml.cli.predict", "score reference/coded audio pairs with a trained listener"),
+    "compare": ("gml.cli.compare", "compare two codecs over the same references (A - B)"),
+    "cv": ("gml.cv", "k-fold cross-validation: one model per fold, pooled metrics per test set"),
+    "table": ("gml.table", "Table-I-style comparison of several runs (Markdown / CSV)"),
+    "configs": ("gml.cli.configs", "list the configurations shipped with gml"),
+}
+LIGHTNING_COMMANDS = ("fit", "validate", "test")
+
+
+def __getattr__(name: str):
+    # `from gml.cli import GMLCLI, run` keeps working without importing Lightning for `gml -h`
+    if name in ("GMLCLI", "run", "run_folder", "quiet_warnings"):
+        return getattr(importlib.import_module("gml.cli.lightning"), name)
+    raise AttributeError(name)
+
+
+def configs_dir() -> Path:
+    """The folder of the configurations shipped inside the package."""
+    return Path(__file__).resolve().parent.parent / "configs"
+
+
+def resolve_config(value: str) -> str:
+    """A ``--config`` value: an existing file as given, else a shipped configuration of that
+    name (``cutmix``, ``cutmix.yaml`` or ``configs/cutmix.yaml`` from any folder).
+
+    Raises:
+        GMLError: neither a file nor a shipped configuration (the message lists those).
+    """
+    if os.path.exists(value) or value.lstrip().startswith("{"):
+        return value
+    name = Path(value).name
+    for candidate in (name, f"{name}.yaml"):
+        shipped = configs_dir() / candidate
+        if shipped.is_file():
+            return str(shipped)
+    known = ", ".join(sorted(p.stem for p in configs_dir().glob("*.yaml")))
+    raise GMLError(f"{value}: config file not found, and not a shipped configuration ({known})")
+
+
+def _resolve_config_args(argv: list[str]) -> list[str]:
+    out = list(argv)
+    for k, a in enumerate(out):
+        if a == "--config" and k + 1 < len(out):
+            out[k + 1] = resolve_config(out[k + 1])
+        elif a.startswith("--config="):
+            out[k] = "--config=" + resolve_config(a.split("=", 1)[1])
+    return out
+
+
+def _one_line(message: str) -> str:
+    """Condense jsonargparse's nested multi-line reasons to the informative part."""
+    import re
+
+    key = re.match(r'\s*(Parser key "[^"]+"):', message)
+    cls = re.search(
+        r"Problem with given class_path '([^']+)':\s*(.+?)(?:\n\s*-|\n\s*Given|$)", message, re.S
+    )
+    if key and cls:
+        return f"{key.group(1)}: cannot use class_path '{cls.group(1)}': {' '.join(cls.group(2).split())}"
+    return " ".join(message.split())
+
+
+def _print_extra_commands() -> None:
+    print("\nmore commands (see 'gml <command> --help'):")
+    for name, (_, text) in EXTRA_COMMANDS.items():
+        print(f"  {name:<8} {text}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``gml`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = bool(os.environ.get("GML_DEBUG")) or "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        argv = _resolve_config_args(argv)
+        if argv and argv[0] in EXTRA_COMMANDS:
+            importlib.import_module(EXTRA_COMMANDS[argv[0]][0]).main(argv[1:])
+            return
+        from gml.cli.lightning import quiet_warnings, run
+
+        quiet_warnings()
+        if not argv or argv[0] in ("-h", "--help"):
+            try:
+                run(argv)
+            finally:
+                _print_extra_commands()
+        run(argv)
+    except (GMLError, ArgumentError) as err:  # jsonargparse raises argparse's ArgumentError
+        _fail(err, debug, argv)
+    except KeyboardInterrupt:
+        print("gml: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def _fail(err: Exception, debug: bool, argv: list[str]) -> None:
+    if debug:
+        raise err
+    message = _one_line(str(err))
+    if isinstance(err, ArgumentError):
+        sub = argv[0] if argv and argv[0] in LIGHTNING_COMMANDS else ""
+        message += f" (see 'gml {sub} --help')".replace("  ", " ")
+    print(f"gml: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+__all__ = ["EXTRA_COMMANDS", "configs_dir", "main", "resolve_config"]

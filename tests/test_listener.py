@@ -1,0 +1,230 @@
+"""The Python API: gml.load(...).predict / simulate, windows for long excerpts, the frontend
+owned by the model, evaluation as library code (trainer.test and gml.evaluate)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+from scipy import stats as sps
+
+import gml
+from gml.checkpoint import build_datamodule, load_module, read_config
+from gml.errors import GMLError
+from gml.features import GammatoneFrontend
+from gml.heads import Logistic
+from gml.listener import PREDICTION_FIELDS, Listener, Panels, quantiles, simulate_panels
+
+from .conftest import fit_tiny, write_pair
+
+
+@pytest.fixture(scope="module")
+def listener(tiny_run):
+    return gml.load(tiny_run / "best.ckpt", device="cpu")
+
+
+def test_predict_one_pair(listener, tmp_path):
+    ref, cod = write_pair(tmp_path)
+    pred = listener.predict(ref, cod, n_listeners=20)
+    assert pred.reference == str(ref) and pred.coded == str(cod)
+    assert 0 <= pred.mean <= 100 and pred.std > 0
+    # the CI is the t-based half-width for N listeners from the predicted spread
+    t = sps.t.ppf(0.975, 19)
+    assert pred.ci95 == pytest.approx(t * pred.std / math.sqrt(20), rel=1e-6)
+    q = [pred.q05, pred.q25, pred.q50, pred.q75, pred.q95]
+    assert q == sorted(q) and all(0 <= v <= 100 for v in q)
+    # quantiles are those of the head's distribution (a logistic for this checkpoint)
+    dist = pred.distribution
+    assert float(dist.cdf(torch.tensor(pred.q25))) == pytest.approx(0.25, abs=1e-4)
+    assert (pred.reference_rate, pred.reference_channels, pred.windows) == (48000, 2, 1)
+    assert pred.duration == pytest.approx(2.0)
+    assert set(pred.to_dict()) == set(PREDICTION_FIELDS)
+
+
+def test_arrays_equal_paths_and_record_rates(listener, tmp_path):
+    ref, cod = write_pair(tmp_path, rate=44100, mono=True)
+    from_paths = listener.predict(ref, cod)
+    a, sr = sf.read(ref, dtype="float32")
+    b, _ = sf.read(cod, dtype="float32")
+    from_arrays = listener.predict((a, sr), (torch.from_numpy(b), sr))
+    assert from_arrays.mean == pytest.approx(from_paths.mean, abs=1e-4)
+    assert from_arrays.std == pytest.approx(from_paths.std, abs=1e-4)
+    assert (from_paths.reference_rate, from_paths.coded_channels) == (44100, 1)
+    assert from_arrays.reference == "<array>"
+
+
+def test_many_pairs_equal_one_at_a_time(listener, tmp_path):
+    pairs = [write_pair(tmp_path, seconds=s, seed=k) for k, s in enumerate((1.0, 2.0, 1.0, 3.0))]
+    frame = listener.predict([r for r, _ in pairs], [c for _, c in pairs], n_listeners=12)
+    assert isinstance(frame, pd.DataFrame) and len(frame) == 4
+    assert list(frame.columns) == list(PREDICTION_FIELDS)
+    for row, (r, c) in zip(frame.itertuples(), pairs):
+        one = listener.predict(r, c, n_listeners=12)
+        assert row.mean == pytest.approx(one.mean, abs=1e-4)
+        assert row.ci95 == pytest.approx(one.ci95, abs=1e-4)
+
+
+def test_long_excerpt_windows_and_mixture(tiny_run, tmp_path):
+    lis = gml.load(tiny_run, device="cpu", window_seconds=2.0)  # a run folder works too
+    ref, cod = write_pair(tmp_path, seconds=5.5)
+    pred = lis.predict(ref, cod, per_window=True)
+    w = pred.per_window
+    # 2 s windows (97 frames) every 48 frames (0.96 s): starts 0, 0.96, 1.92, 2.88 s, and a
+    # last window that ends with the excerpt
+    assert pred.windows == len(w) == 5
+    np.testing.assert_allclose(w["start"].iloc[:4], [0.0, 0.96, 1.92, 2.88], atol=1e-6)
+    assert w["end"].iloc[-1] == pytest.approx(5.5, abs=0.02)
+    assert (w["end"] - w["start"]).round(3).eq(2.0).all()
+    # equal-weight mixture: mean of means, variance = mean variance + variance of means
+    assert pred.mean == pytest.approx(w["mean"].mean(), abs=1e-4)
+    var = (w["std"] ** 2).mean() + w["mean"].var(ddof=0)
+    assert pred.std == pytest.approx(math.sqrt(var), rel=1e-4)
+
+
+def test_simulated_panels_converge_to_the_analytic_figures():
+    dist = Logistic(torch.tensor(55.0), torch.tensor(6.0))  # std 10.9, all mass inside 0-100
+    n, k = 20, 4000
+    scores = simulate_panels(dist, n, k, seed=1)
+    again = simulate_panels(dist, n, k, seed=1)
+    np.testing.assert_array_equal(scores, again)  # a fixed seed reproduces the panels
+    panels = Panels(scores)
+    sigma = float(dist.stddev)
+    # mean of panel means: SD of the estimate is sigma / sqrt(n k)
+    assert abs(panels.means.mean() - 55.0) < 4 * sigma / math.sqrt(n * k)
+    # spread of panel means: sigma / sqrt(n), estimated from k panels (rel. SD ~ 1/sqrt(2k))
+    assert panels.means.std(ddof=1) == pytest.approx(sigma / math.sqrt(n), rel=4 / math.sqrt(2 * k))
+    # panel variances average to sigma^2 (unbiased); the analytic CI follows from it
+    s2 = scores.var(axis=1, ddof=1)
+    assert abs(s2.mean() - sigma**2) < 4 * s2.std(ddof=1) / math.sqrt(k)
+    analytic_ci = sps.t.ppf(0.975, n - 1) * sigma / math.sqrt(n)
+    assert math.sqrt(s2.mean()) * sps.t.ppf(0.975, n - 1) / math.sqrt(n) == pytest.approx(
+        analytic_ci, rel=4 * s2.std(ddof=1) / math.sqrt(k) / sigma**2
+    )
+    # a t-based 95 % CI covers the true mean in about 95 % of panels
+    covered = np.abs(panels.means - 55.0) <= panels.ci95
+    assert abs(covered.mean() - 0.95) < 4 * math.sqrt(0.95 * 0.05 / k)
+
+
+def test_simulated_scores_stay_on_the_scale():
+    scores = simulate_panels(Logistic(torch.tensor(97.0), torch.tensor(5.0)), 10, 200, seed=0)
+    assert scores.min() >= 0 and scores.max() <= 100 and (scores == 100).mean() > 0.2
+
+
+def test_listener_simulate(listener, tmp_path):
+    ref, cod = write_pair(tmp_path)
+    panels = listener.simulate(ref, cod, n_listeners=15, n_panels=50, seed=3)
+    assert panels.scores.shape == (50, 15) and panels.summary().shape == (50, 5)
+    assert np.isfinite(panels.ci95).all()
+
+
+def test_quantiles_match_icdf():
+    d = Logistic(torch.tensor(40.0), torch.tensor(5.0))
+    q = quantiles(d, (0.05, 0.5, 0.95))
+    expected = d.icdf(torch.tensor([0.05, 0.5, 0.95]))
+    torch.testing.assert_close(q.float(), expected, atol=1e-3, rtol=0)
+
+
+def test_clamped_mean_is_flagged(listener, tmp_path, monkeypatch):
+    ref, cod = write_pair(tmp_path)
+    head = listener.module.head
+    monkeypatch.setattr(head, "score_offset", -80.0)  # push every prediction below 0
+    pred = listener.predict(ref, cod)
+    assert pred.clamped and pred.mean == 0.0 and pred.q05 == 0.0 and pred.p_outside > 0.5
+
+
+# -- the frontend belongs to the model -------------------------------------------------------
+
+
+def test_frontend_settings_travel_in_the_checkpoint(noise_manifest, tmp_path):
+    run = fit_tiny(noise_manifest, tmp_path, "--model.frontend.init_args.rel_floor_db", "30")
+    cfg = read_config(run / "best.ckpt")
+    assert cfg["model"]["frontend"]["init_args"]["rel_floor_db"] == 30
+    assert "frontend" not in cfg["data"]  # linked from the model, not configured twice
+    lis = gml.load(run / "best.ckpt", device="cpu")
+    assert lis.frontend.settings()["rel_floor_db"] == 30
+    dm = build_datamodule(run / "best.ckpt", frontend=lis.frontend)
+    assert dm.frontend is lis.frontend
+
+
+def test_a_data_module_with_another_frontend_is_refused(tiny_run, noise_manifest):
+    model = load_module(tiny_run / "best.ckpt")
+    from gml.data.datamodule import GMLDataModule
+
+    dm = GMLDataModule(
+        str(noise_manifest), frontend=GammatoneFrontend(abs_floor_db=-60.0), progress=False
+    )
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, max_epochs=1, accelerator="cpu")
+    with pytest.raises(GMLError, match="abs_floor_db -60.0 vs -45.0"):
+        trainer.fit(model, dm)
+
+
+def test_old_checkpoint_config_with_data_frontend_is_upgraded(tiny_run, tmp_path):
+    import yaml
+
+    from gml.checkpoint import CONFIG_KEY
+
+    ckpt = torch.load(tiny_run / "best.ckpt", map_location="cpu", weights_only=False)
+    cfg = yaml.safe_load(ckpt[CONFIG_KEY])
+    cfg["data"]["frontend"] = cfg["model"].pop("frontend")
+    ckpt[CONFIG_KEY] = yaml.safe_dump(cfg)
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    model = load_module(tmp_path / "old.ckpt")
+    assert model.frontend.settings() == GammatoneFrontend().settings()
+
+
+# -- evaluation as library code ---------------------------------------------------------------
+
+
+def test_trainer_test_from_python_writes_the_reports(tiny_run, tmp_path):
+    model = load_module(tiny_run / "best.ckpt")
+    dm = build_datamodule(tiny_run / "best.ckpt", frontend=model.frontend, progress=False)
+    trainer = L.Trainer(
+        logger=False, enable_progress_bar=False, accelerator="cpu", default_root_dir=tmp_path
+    )
+    trainer.test(model, datamodule=dm, verbose=False)
+    out = tiny_run / "test-best"  # beside the checkpoint the module came from
+    metrics = json.loads((out / "metrics.json").read_text())
+    res = metrics["test_sets"]["noise-test"]
+    assert {"mean_pearson", "nll", "constant_nll", "coverage_50", "coverage_90"} <= set(res)
+    preds = pd.read_csv(out / "predictions.csv")
+    assert len(preds) == res["n_stimuli"]
+    pit = pd.read_csv(out / "pit.csv")
+    assert len(pit) == preds["n_listeners"].sum() and pit["pit"].between(0, 1).all()
+    assert (out / "plots" / "noise-test-means.png").is_file()
+    # coverage in metrics.json is the share of scores inside the central interval
+    assert res["coverage_50"] == pytest.approx(float((abs(pit["pit"] - 0.5) <= 0.25).mean()))
+
+
+def test_gml_evaluate_on_another_manifest(tiny_run, split_manifest, tmp_path):
+    ev = gml.evaluate(
+        tiny_run / "best.ckpt", split_manifest, test_all=True, out_dir=tmp_path / "ev"
+    )
+    assert ev.out_dir == (tmp_path / "ev").resolve()
+    assert (tmp_path / "ev" / "metrics.json").is_file()
+    assert ev.results["noise-test"]["n_stimuli"] == 18
+    assert len(ev.predictions) == 18
+
+
+def test_listener_module_does_not_import_the_cli():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gml.listener, gml.module, gml.evaluation, gml.checkpoint; "
+        "print(any(m == 'gml.cli' or m.startswith('gml.cli.') for m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "False"
+
+
+def test_listener_accepts_a_module(tiny_run, tmp_path):
+    lis = Listener(load_module(tiny_run / "best.ckpt"), device="cpu")
+    ref, cod = write_pair(tmp_path)
+    assert lis.checkpoint.endswith("best.ckpt")
+    assert np.isfinite(lis.predict(ref, cod).mean)

@@ -1,0 +1,179 @@
+"""``gml predict`` in its four input forms, the JSON/CSV schema, ``gml configs`` and shipped
+configs by name from any folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from gml.cli import main, resolve_config
+from gml.errors import GMLError
+from gml.listener import PREDICTION_FIELDS
+
+from .conftest import SHARED, write_pair
+
+VISQOL = SHARED / "data" / "visqol-conformance"
+
+
+def _run(capsys, *args: str) -> str:
+    main(["predict", *args, "--no-progress"])
+    return capsys.readouterr().out
+
+
+def test_one_pair_json_schema(tiny_run, tmp_path, capsys):
+    ref, cod = write_pair(tmp_path)
+    out = _run(capsys, "--ckpt", str(tiny_run), "--reference", str(ref), "--coded", str(cod),
+               "--listeners", "12", "--out", str(tmp_path / "p.json"), "--simulate", "5")  # fmt: skip
+    assert "predicted mean score" in out and "95 % CI,  12 listeners" in out
+    obj = json.loads((tmp_path / "p.json").read_text())
+    assert set(obj) == set(PREDICTION_FIELDS) | {"panels"}
+    assert obj["n_listeners"] == 12 and obj["reference_rate"] == 48000
+    assert len(obj["panels"]) == 5 and len(obj["panels"][0]["scores"]) == 12
+
+
+def test_one_pair_csv(tiny_run, tmp_path, capsys):
+    ref, cod = write_pair(tmp_path)
+    _run(capsys, "--ckpt", str(tiny_run / "best.ckpt"), "--reference", str(ref), "--coded",
+         str(cod), "--out", str(tmp_path / "p.csv"), "--per-window")  # fmt: skip
+    frame = pd.read_csv(tmp_path / "p.csv")
+    assert list(frame.columns) == list(PREDICTION_FIELDS) and len(frame) == 1
+
+
+def test_pairs_csv_carries_columns(tiny_run, tmp_path, capsys):
+    pairs = [write_pair(tmp_path / "wav", seed=k) for k in range(3)]
+    pd.DataFrame(
+        {
+            "reference": [f"wav/{r.name}" for r, _ in pairs],
+            "coded": [f"wav/{c.name}" for _, c in pairs],
+            "codec": ["x", "y", "z"],
+        }
+    ).to_csv(tmp_path / "pairs.csv", index=False)
+    _run(capsys, "--ckpt", str(tiny_run), "--pairs", str(tmp_path / "pairs.csv"),
+         "--out", str(tmp_path / "preds.csv"))  # fmt: skip
+    frame = pd.read_csv(tmp_path / "preds.csv")
+    assert list(frame["codec"]) == ["x", "y", "z"] and len(frame) == 3
+    assert set(PREDICTION_FIELDS) <= set(frame.columns)
+    # paths in the output are the resolved files
+    assert frame["coded"].iloc[0] == str((tmp_path / "wav" / pairs[0][1].name).resolve())
+
+
+def test_dirs_matched_by_name(tiny_run, tmp_path, capsys):
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "cod").mkdir()
+    for k in range(2):
+        r, c = write_pair(tmp_path / "tmp", seed=k)
+        shutil.move(r, tmp_path / "ref" / f"item{k}.wav")
+        shutil.move(c, tmp_path / "cod" / f"item{k}.wav")
+    r, _ = write_pair(tmp_path / "tmp", seed=9)
+    shutil.move(r, tmp_path / "ref" / "lonely.wav")
+    main(["predict", "--ckpt", str(tiny_run), "--reference-dir", str(tmp_path / "ref"),
+          "--coded-dir", str(tmp_path / "cod"), "--out", str(tmp_path / "d.json"), "--no-progress"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert "no coded file for 1 reference(s): lonely.wav" in captured.err
+    records = json.loads((tmp_path / "d.json").read_text())
+    assert [r["name"] for r in records] == ["item0.wav", "item1.wav"]
+
+
+def test_manifest_with_subjective_statistics(tiny_run, split_manifest, tmp_path, capsys):
+    out = _run(capsys, "--ckpt", str(tiny_run), "--manifest", str(split_manifest),
+               "--out", str(tmp_path / "m.csv"))  # fmt: skip
+    assert "Pearson(predicted, subjective mean)" in out
+    frame = pd.read_csv(tmp_path / "m.csv")
+    assert len(frame) == 18
+    assert {"subjective_mean", "subjective_ci95", "predicted_mean", "predicted_ci95", "q50"} <= set(
+        frame.columns
+    )
+    assert "snr_db" in frame.columns  # the manifest's extra column travels
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--reference", "nope.wav", "--coded", "nope.wav"], "nope.wav: audio file not found"),
+        (["--reference", "a.wav"], "--reference and --coded go together"),
+        (["--reference-dir", "x", "--coded-dir", "y"], "x: folder not found"),
+        (["--pairs", "missing.csv"], "missing.csv: pairs file not found"),
+        (["--manifest", "m.csv", "--pairs", "p.csv"], "give one input form"),
+        (["--out", "x.txt", "--reference", "a", "--coded", "b"], "expected a .json or .csv"),
+    ],
+)
+def test_bad_input_is_one_line(tiny_run, tmp_path, monkeypatch, capsys, args, needle):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", "--ckpt", str(tiny_run), *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gml: error:") and needle in err and "Traceback" not in err
+
+
+def test_ckpt_folder_without_best_lists_its_files(tmp_path, capsys):
+    (tmp_path / "a.ckpt").write_bytes(b"")
+    (tmp_path / "b.ckpt").write_bytes(b"")
+    with pytest.raises(SystemExit):
+        main(["predict", "--ckpt", str(tmp_path), "--reference", __file__, "--coded", __file__])
+    assert "a.ckpt, b.ckpt" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not VISQOL.is_dir(), reason="needs ../shared/data/visqol-conformance")
+def test_real_codec_pairs_all_forms(tiny_run, tmp_path, capsys):
+    """The real AAC/MP3/Opus/low-pass pairs of the ViSQOL conformance set, 48 kHz stereo."""
+    pairs = pd.read_csv(VISQOL / "pairs.csv")
+    _run(capsys, "--ckpt", str(tiny_run), "--pairs", str(VISQOL / "pairs.csv"),
+         "--out", str(tmp_path / "real.csv"))  # fmt: skip
+    frame = pd.read_csv(tmp_path / "real.csv")
+    assert len(frame) == len(pairs) and list(frame["codec"]) == list(pairs["codec"])
+    assert frame["mean"].between(0, 100).all() and (frame["std"] > 0).all()
+    assert (frame["reference_rate"] == 48000).all() and (frame["coded_channels"] == 2).all()
+    # 7-16 s excerpts: one 10 s window up to 10 s, more beyond
+    assert ((frame["windows"] == 1) == (frame["duration"] <= 10.0)).all()
+
+    row = pairs.iloc[1]
+    out = _run(capsys, "--ckpt", str(tiny_run), "--reference", str(VISQOL / row["reference"]),
+               "--coded", str(VISQOL / row["coded"]))  # fmt: skip
+    assert "predicted mean score" in out
+
+    ref_dir, cod_dir = tmp_path / "ref", tmp_path / "cod"
+    ref_dir.mkdir()
+    cod_dir.mkdir()
+    for r in pairs.itertuples():
+        (ref_dir / f"{r.codec}.wav").symlink_to(VISQOL / r.reference)
+        (cod_dir / f"{r.codec}.wav").symlink_to(VISQOL / r.coded)
+    _run(capsys, "--ckpt", str(tiny_run), "--reference-dir", str(ref_dir), "--coded-dir",
+         str(cod_dir), "--out", str(tmp_path / "dirs.csv"))  # fmt: skip
+    by_dir = pd.read_csv(tmp_path / "dirs.csv").set_index("name")
+    for r in frame.itertuples():
+        assert by_dir.loc[f"{r.codec}.wav", "mean"] == pytest.approx(r.mean, abs=1e-3)
+
+    manifest = tmp_path / "manifest.csv"
+    pairs.assign(
+        test="visqol",
+        item=pairs["reference"],
+        condition=pairs["codec"],
+        listener="none",
+        score=50.0,
+        reference=[str(VISQOL / p) for p in pairs["reference"]],
+        coded=[str(VISQOL / p) for p in pairs["coded"]],
+    ).to_csv(manifest, index=False)
+    _run(capsys, "--ckpt", str(tiny_run), "--manifest", str(manifest),
+         "--out", str(tmp_path / "man.csv"))  # fmt: skip
+    assert len(pd.read_csv(tmp_path / "man.csv")) == len(pairs)
+
+
+def test_configs_by_name_from_any_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for name in ("cutmix", "cutmix.yaml", "configs/cutmix.yaml"):
+        assert resolve_config(name).endswith("gml/configs/cutmix.yaml")
+    with pytest.raises(GMLError, match="not a shipped configuration"):
+        resolve_config("nope")
+    main(["configs"])
+    out = capsys.readouterr().out
+    assert "cutmix" in out and "the paper's best model" in out
+
+
+def test_fit_with_a_bare_config_name(tiny_demo, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here
+    main(["fit", "--config", "demo", "--data.manifest", str(tiny_demo), "--trainer.fast_dev_run",
+          "1", "--trainer.accelerator", "cpu", "--data.progress", "false"])  # fmt: skip
