@@ -65,7 +65,7 @@ def main() -> None:
     p.add_argument("--rate", type=int, default=48000)
     p.add_argument("--ckpt", help="a trained checkpoint (default: untrained --preset)")
     p.add_argument("--preset", default="paper", help="InSENet preset without --ckpt")
-    p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+    p.add_argument("--batch-size", type=int, default=1, help="windows per forward pass")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -79,7 +79,10 @@ def main() -> None:
         ref, cod = os.path.join(tmp, "ref.wav"), os.path.join(tmp, "cod.wav")
         write_noise_tone(ref, args.minutes, args.rate, seed=0)
         # the coded file: the same tones with more noise
-        with sf.SoundFile(ref) as src, sf.SoundFile(cod, "w", args.rate, 2, subtype="PCM_16") as dst:
+        with (
+            sf.SoundFile(ref) as src,
+            sf.SoundFile(cod, "w", args.rate, 2, subtype="PCM_16") as dst,
+        ):
             rng = np.random.default_rng(1)
             for block in src.blocks(10 * args.rate, dtype="float32"):
                 dst.write(block + 0.05 * rng.standard_normal(block.shape).astype(np.float32))
@@ -95,9 +98,7 @@ def main() -> None:
     model = args.ckpt or f"untrained InSENet({args.preset!r})"
     print(f"input     {args.minutes:g} min stereo {args.rate} Hz pair; model {model}")
     print(f"windows   {res['windows']} (batch {args.batch_size})")
-    print(
-        f"time      {res['seconds']:.1f} s ({res['duration'] / res['seconds']:.1f}x real time)"
-    )
+    print(f"time      {res['seconds']:.1f} s ({res['duration'] / res['seconds']:.1f}x real time)")
     print(
         f"peak RSS  {res['peak_mib']:.0f} MiB (baseline after imports and model "
         f"{res['baseline_mib']:.0f} MiB: +{res['peak_mib'] - res['baseline_mib']:.0f} MiB)"

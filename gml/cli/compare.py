@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {DEFAULT_OUT})",
     )
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
-    p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+    p.add_argument(
+        "--batch-size", type=int, help="windows per forward pass (default: 1 on CPU, 16 on GPU)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
