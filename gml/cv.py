@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=("cv", "paper"), default="cv")
     p.add_argument("--epochs-per-fold", type=int, default=10, help="paper schedule only")
     p.add_argument("--restart", action="store_true", help="retrain folds that already finished")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="models per fold (seed_everything 0..K-1), tested as one ensemble (default 1)",
+    )
     return p
 
 
@@ -58,6 +64,10 @@ def main(argv: list[str]) -> None:
         raise GMLError("cv: --config is required (or --collect with --out)")
     if args.folds < 2:
         raise GMLError(f"cv: --folds {args.folds}; expected 2 or more")
+    if args.seeds < 1:
+        raise GMLError(f"cv: --seeds {args.seeds}; expected 1 or more")
+    if args.seeds > 1 and args.schedule == "paper":
+        raise GMLError("cv: --seeds is for the per-fold schedule, not --schedule paper")
     name = args.name or (Path(args.config[-1]).stem if args.config else Path(args.out).name)
     out = Path(args.out or Path("runs") / "cv" / name).resolve()
     if args.schedule == "paper":
@@ -131,7 +141,8 @@ def _logger_args(out: Path, version: str) -> list[str]:
 
 
 def run_fold(args, overrides: list[str], out: Path, k: int) -> None:
-    """Train fold ``k`` (held out for testing) and test its best checkpoint."""
+    """Train fold ``k`` (held out for testing) and test its best checkpoint (with ``--seeds K``
+    the ensemble of its K seeds' best checkpoints)."""
     from gml.cli import run
 
     fold_dir = _fold_dir(out, k)
@@ -141,21 +152,43 @@ def run_fold(args, overrides: list[str], out: Path, k: int) -> None:
     if fold_dir.exists():
         shutil.rmtree(fold_dir)  # an unfinished fold starts again from scratch
     print(f"gml cv: fold {k + 1}/{args.folds} → {fold_dir}", flush=True)
+    if args.seeds == 1:
+        best = _train(args, overrides, out, k, f"fold{k}", [])
+        run(["test", "--ckpt", str(best), "--trainer.enable_progress_bar", "false"])
+        return
+    # --seeds K: K models per fold (seeds 0..K-1 of seed_everything), tested as one ensemble
+    members = [
+        _train(args, overrides, out, k, f"fold{k}/seed{s}", ["--seed_everything", str(s)])
+        for s in range(args.seeds)
+    ]
+    from gml.cli.test_ensemble import main as test_ensemble
+
+    test_ensemble(
+        [a for m in members for a in ("--ckpt", str(m))]
+        + ["--out", str(fold_dir / "test-best"), "--data.progress", "false"]
+    )
+
+
+def _train(args, overrides: list[str], out: Path, k: int, version: str, extra: list[str]) -> Path:
+    """Train one model of fold ``k`` into ``out/version``; returns its ``best.ckpt``."""
+    from gml.cli import run
+
     cli = run(
-        ["fit", *_config_args(args), *overrides,
+        ["fit", *_config_args(args), *overrides, *extra,
          "--data.num_folds", str(args.folds), "--data.fold", str(k), "--data.fold_role", "test",
-         *_logger_args(out, f"fold{k}")]
+         *_logger_args(out, version)]
     )  # fmt: skip
+    run_dir = out / version
     ckpt = cli.trainer.checkpoint_callback
     best = (
         Path(ckpt.best_model_path)
         if ckpt is not None and ckpt.best_model_path
-        else fold_dir / "last.ckpt"
+        else run_dir / "last.ckpt"
     )
-    best_link = fold_dir / "best.ckpt"
+    best_link = run_dir / "best.ckpt"
     if best.resolve() != best_link.resolve() and best.is_file():
         shutil.copyfile(best, best_link)
-    run(["test", "--ckpt", str(best_link), "--trainer.enable_progress_bar", "false"])
+    return best_link
 
 
 def collect(out: Path, num_folds: int, name: str) -> dict:

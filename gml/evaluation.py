@@ -87,12 +87,14 @@ class Evaluation:
         out_dir: The folder the files were written to (None when nothing was written).
         files: The files written (``metrics.json``, ``predictions.csv``, ``pit.csv``, plots).
         predictions: The per-stimulus table of ``predictions.csv``.
+        synthetic_demo: The listening test is the built-in demo (simulated listeners).
     """
 
     results: dict[str, dict[str, float]] = field(default_factory=dict)
     out_dir: Path | None = None
     files: list[Path] = field(default_factory=list)
     predictions: pd.DataFrame | None = None
+    synthetic_demo: bool = False
 
 
 class TestReport(Callback):
@@ -143,7 +145,10 @@ class TestReport(Callback):
         if not isinstance(outputs, dict):
             return
         self._metrics[dataloader_idx].update(**{k: outputs[k] for k in UPDATE_KWARGS})
-        rec = {k: outputs[k].detach().float().cpu() for k in ("pred_mean", "pred_std", "pred_ci")}
+        rec = {
+            k: outputs[k].detach().float().cpu()
+            for k in ("pred_mean", "pred_std", "pred_ci", "pred_model_std")
+        }
         rec["index"] = outputs["index"].cpu()
         rec["pit"] = outputs["pit"].detach().float().cpu()
         rec["set"] = torch.full_like(rec["index"], dataloader_idx)
@@ -171,6 +176,16 @@ class TestReport(Callback):
             for k in ("index", "pred_mean", "pred_std", "pred_ci")
         }
         frame = report.predictions_frame(stimuli, preds, ratings)
+        model_std = torch.cat([r["pred_model_std"] for r in self._records]).numpy()
+        if np.isfinite(model_std).any():  # an ensemble: its members' disagreement too
+            by_index = pd.Series(model_std, index=preds["index"])
+            order = stimuli.reset_index(drop=True).loc[preds["index"], list(STIMULUS_KEY)]
+            lookup = dict(zip(map(tuple, order.to_numpy()), by_index.to_numpy()))
+            frame.insert(
+                frame.columns.get_loc("predicted_ci95") + 1,
+                "predicted_model_std",
+                [lookup[tuple(k)] for k in frame[list(STIMULUS_KEY)].to_numpy()],
+            )
         pit = self._pit_frame(stimuli, ratings)
         train_keys = stimuli.loc[stimuli["partition"] == "train", list(STIMULUS_KEY)]
         train_scores = ratings.merge(train_keys, on=list(STIMULUS_KEY))["score"].to_numpy()
@@ -193,6 +208,7 @@ class TestReport(Callback):
                 # row name for `gml table`: <run's parent>/<run>, e.g. demo/version_0
                 "name": "/".join(out_dir.parent.parts[-2:]),
                 "checkpoint": str(Path(ckpt).resolve()) if ckpt else None,
+                "members": getattr(pl_module, "member_paths", None),
                 "manifest": str(dm.manifest_path()),
                 "synthetic_demo": dm.manifest_arg == BUILTIN_DEMO,
                 "test_sets": results,
@@ -202,7 +218,9 @@ class TestReport(Callback):
         report.atomic_write_text(files[2], pit.to_csv(index=False, float_format="%.5f"))
         if self.plots:
             files += self._plots(trainer, frame, pit, out_dir)
-        self.evaluation = Evaluation(results, out_dir, files, frame)
+        self.evaluation = Evaluation(
+            results, out_dir, files, frame, synthetic_demo=dm.manifest_arg == BUILTIN_DEMO
+        )
 
     def _pit_frame(self, stimuli: pd.DataFrame, ratings: pd.DataFrame) -> pd.DataFrame:
         """One row per individual test score: the stimulus key, the score and its PIT."""
@@ -246,8 +264,9 @@ def evaluate(
     """Test a trained listener and write its reports, as ``gml test --ckpt`` does.
 
     Args:
-        model: A checkpoint path (file or run folder), or a :class:`~gml.module.GMLModule`
-            from :func:`gml.checkpoint.load_module`.
+        model: A checkpoint path (file or run folder), a :class:`~gml.module.GMLModule`
+            from :func:`gml.checkpoint.load_module`, or a list of checkpoints tested as one
+            ensemble (see :mod:`gml.ensemble`; the data module is the first member's).
         manifest: Evaluate on this manifest instead of the checkpoint's own test partition
             (with ``test_all=True``, every stimulus of it is a test stimulus).
         test_all: See :class:`~gml.data.GMLDataModule`.
@@ -263,16 +282,29 @@ def evaluate(
     """
     from gml.checkpoint import build_datamodule, load_module, resolve_checkpoint
 
-    if not isinstance(model, LightningModule):
-        model = load_module(resolve_checkpoint(model))
-    if model.checkpoint_path is None:
-        raise ValueError("evaluate() needs a module loaded from a checkpoint (gml.checkpoint)")
+    if isinstance(model, (list, tuple)) and len(model) == 1:
+        model = model[0]
+    if isinstance(model, (list, tuple)):
+        from gml.ensemble import EnsembleModule, load_members
+
+        model = EnsembleModule(load_members(model))
+        data_from = model.member_paths[0]
+        if out_dir is None:
+            # beside the members' run folders: <their common folder>/test-ensemble<M>
+            parents = [os.path.dirname(os.path.dirname(p)) for p in model.member_paths]
+            out_dir = Path(os.path.commonpath(parents)) / f"test-ensemble{len(model.members)}"
+    else:
+        if not isinstance(model, LightningModule):
+            model = load_module(resolve_checkpoint(model))
+        if model.checkpoint_path is None:
+            raise ValueError("evaluate() needs a module loaded from a checkpoint (gml.checkpoint)")
+        data_from = model.checkpoint_path
     overrides = dict(data_overrides, progress=progress, train_target=model.train_target)
     if manifest is not None:
         overrides["manifest"] = str(manifest)
     if test_all is not None:
         overrides["test_all"] = test_all
-    dm = build_datamodule(model.checkpoint_path, frontend=model.frontend, **overrides)
+    dm = build_datamodule(data_from, frontend=model.frontend, **overrides)
     callback = TestReport(out_dir=out_dir, plots=plots)
     trainer = Trainer(
         accelerator=accelerator,

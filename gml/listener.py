@@ -28,6 +28,7 @@ from torch import Tensor
 from torch.distributions import Categorical, Distribution, MixtureSameFamily
 
 from gml.checkpoint import load_module
+from gml.heads import EqualMixture
 from gml.stats import ci_halfwidth
 
 __all__ = [
@@ -140,9 +141,15 @@ class Prediction:
         reference, coded: The inputs (paths, or ``"<array>"``).
         n_listeners: The panel size the CI is for.
         mean: Predicted mean score (clamped to 0–100, see ``clamped``).
-        std: Predicted listener standard deviation.
+        std: Predicted standard deviation of listeners' scores (for an ensemble: the listener
+            spread, root mean of the members' variances).
+        model_std: Disagreement of an ensemble's members (standard deviation of their means);
+            NaN for one model.
+        members: Number of models.
         ci95: t-based 95 % CI half-width a test with ``n_listeners`` listeners would give.
-        q05, q25, q50, q75, q95: Quantiles of an individual listener's score (0–100).
+        q05, q25, q50, q75, q95: Quantiles of an individual listener's score (0–100), from the
+            whole predictive distribution (for an ensemble: listener spread and model
+            disagreement together).
         p_outside: Probability the model puts outside 0–100.
         clamped: The model's mean lay outside 0–100 and was clamped.
         duration: Seconds analysed (the longer of the two signals).
@@ -158,6 +165,8 @@ class Prediction:
     n_listeners: int
     mean: float
     std: float
+    model_std: float
+    members: int
     ci95: float
     q05: float
     q25: float
@@ -215,7 +224,7 @@ class Listener:
 
     def __init__(
         self,
-        module,
+        module: Any,
         device: str | torch.device | None = None,
         window_seconds: float = 10.0,
         window_overlap: float = 0.5,
@@ -227,7 +236,15 @@ class Listener:
         if window_seconds <= 0 or not 0 <= window_overlap < 1:
             raise ValueError("window_seconds must be > 0 and window_overlap in [0, 1)")
         self.device = torch.device(device)
-        self.module = module.to(self.device).eval()
+        from gml.ensemble import check_members
+
+        members = list(module) if isinstance(module, (list, tuple)) else [module]
+        check_members(
+            members,
+            [getattr(m, "checkpoint_path", None) or f"member {k}" for k, m in enumerate(members)],
+        )
+        self.members = [m.to(self.device).eval() for m in members]
+        self.module = self.members[0]
         self.frontend = self.module.frontend
         fs = self.frontend.settings()["sample_rate"]
         self.window_frames = self.frontend.num_frames(int(round(window_seconds * fs)))
@@ -239,8 +256,13 @@ class Listener:
 
     @property
     def checkpoint(self) -> str | None:
-        """The checkpoint the listener was loaded from."""
+        """The checkpoint the listener was loaded from (the first member's for an ensemble)."""
         return getattr(self.module, "checkpoint_path", None)
+
+    @property
+    def checkpoints(self) -> list[str | None]:
+        """Every member's checkpoint."""
+        return [getattr(m, "checkpoint_path", None) for m in self.members]
 
     # -- features -------------------------------------------------------------------------
 
@@ -264,11 +286,11 @@ class Listener:
 
     @torch.inference_mode()
     def _window_params(self, feats: list[Tensor]) -> list[Tensor]:
-        """Head parameters of each window; windows of equal length share forward passes (so
-        batching never changes a prediction: no padding between windows).
+        """Head parameters of each window for every member; windows of equal length share
+        forward passes (so batching never changes a prediction: no padding between windows).
 
         Shape:
-            feats: each ``[4, 2, bands, T_i]`` → each ``[num_params]``.
+            feats: each ``[4, 2, bands, T_i]`` → each ``[members, num_params]``.
         """
         out: list[Tensor | None] = [None] * len(feats)
         by_len: dict[int, list[int]] = {}
@@ -278,20 +300,26 @@ class Listener:
             for k in range(0, len(idx), self.batch_size):
                 chunk = idx[k : k + self.batch_size]
                 x = torch.stack([feats[i] for i in chunk]).to(self.device)
-                params = self.module.head.proj(self.module.backbone(x)).float().cpu()
+                params = torch.stack(
+                    [m.head.proj(m.backbone(x)).float().cpu() for m in self.members], dim=1
+                )
                 for i, p in zip(chunk, params):
                     out[i] = p
         return out  # type: ignore[return-value]
 
     def _distribution(self, params: Tensor) -> Distribution:
-        """The excerpt's distribution from its windows' parameters (equal-weight mixture).
+        """The excerpt's distribution from its windows' parameters: per member the
+        equal-weight mixture over windows; for an ensemble, the equal mixture of members.
 
         Shape:
-            params: ``[W, num_params]`` → a distribution with batch shape ``[]``.
+            params: ``[W, members, num_params]`` → a distribution with batch shape ``[]``.
         """
-        components = self.module.head.distribution(params)
-        weights = Categorical(logits=torch.zeros(params.shape[0]))
-        return MixtureSameFamily(weights, components, validate_args=False)
+        per_member = []
+        for k, m in enumerate(self.members):
+            components = m.head.distribution(params[:, k])
+            weights = Categorical(logits=torch.zeros(params.shape[0]))
+            per_member.append(MixtureSameFamily(weights, components, validate_args=False))
+        return per_member[0] if len(per_member) == 1 else EqualMixture(per_member)
 
     # -- prediction -----------------------------------------------------------------------
 
@@ -309,7 +337,9 @@ class Listener:
         self, params: Tensor, spans, ref_info, cod_info, n_listeners: int, per_window: bool
     ) -> Prediction:
         dist = self._distribution(params)
-        mean, std = float(dist.mean), float(dist.stddev)
+        mean = float(dist.mean)
+        std = float(getattr(dist, "listener_stddev", dist.stddev))
+        model_std = float(getattr(dist, "model_stddev", float("nan")))
         q = quantiles(dist).tolist()
         try:
             p_out = float(dist.cdf(torch.tensor(SCALE[0])) + 1 - dist.cdf(torch.tensor(SCALE[1])))
@@ -319,13 +349,17 @@ class Listener:
         win_s = self.frontend.win_length / self.frontend.settings()["sample_rate"]
         window_table = None
         if per_window:
-            comp = self.module.head.distribution(params)
+            comps = [m.head.distribution(params[:, k]) for k, m in enumerate(self.members)]
             window_table = pd.DataFrame(
                 {
                     "start": [s * hop_s for s, _ in spans],
                     "end": [(e - 1) * hop_s + win_s for _, e in spans],
-                    "mean": comp.mean.numpy().astype(float),
-                    "std": comp.stddev.numpy().astype(float),
+                    "mean": torch.stack([c.mean for c in comps]).mean(0).numpy().astype(float),
+                    "std": torch.stack([c.variance for c in comps])
+                    .mean(0)
+                    .sqrt()
+                    .numpy()
+                    .astype(float),
                 }
             )
         return Prediction(
@@ -334,6 +368,8 @@ class Listener:
             n_listeners=int(n_listeners),
             mean=float(np.clip(mean, *SCALE)),
             std=std,
+            model_std=model_std,
+            members=len(self.members),
             ci95=float(ci_halfwidth(std, n_listeners)),
             **{f"q{round(p * 100):02d}": float(np.clip(v, *SCALE)) for p, v in zip(QUANTILES, q)},
             p_outside=p_out,
@@ -441,18 +477,23 @@ class Listener:
 
 
 def load(
-    ckpt: str | os.PathLike,
+    ckpt: str | os.PathLike | Sequence[str | os.PathLike],
     device: str | torch.device | None = None,
     **kwargs: Any,
 ) -> Listener:
     """Load a trained listener from a ``gml fit`` checkpoint (file or run folder).
 
     Args:
-        ckpt: ``best.ckpt`` / ``last.ckpt``, or the run folder (its ``best.ckpt``).
+        ckpt: ``best.ckpt`` / ``last.ckpt``, or the run folder (its ``best.ckpt``); a list
+            of them acts as one ensemble listener (see :mod:`gml.ensemble`).
         device: Where to run (default: CUDA when available, else CPU).
         **kwargs: :class:`Listener` options (``window_seconds``, ``batch_size``...).
 
     Raises:
         gml.errors.GMLError: not a gml checkpoint, or one whose classes cannot be rebuilt.
     """
+    if isinstance(ckpt, (list, tuple)):
+        from gml.ensemble import load_members
+
+        return Listener(load_members(ckpt), device=device, **kwargs)
     return Listener(load_module(ckpt), device=device, **kwargs)

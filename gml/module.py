@@ -109,7 +109,10 @@ class GMLModule(L.LightningModule):
         dist = self(batch["features"])
         scores, mask = batch["scores"], batch["mask"]
         n = batch["n_listeners"]
-        pred_std = dist.stddev
+        # the CI of a listening test depends on how listeners disagree: an ensemble's mixture
+        # also spreads with the models' disagreement, which the CI must not include
+        pred_std = getattr(dist, "listener_stddev", dist.stddev)
+        model_std = getattr(dist, "model_stddev", torch.full_like(pred_std, float("nan")))
         per_listener = scores.transpose(0, 1)  # distributions broadcast over a leading dim
         nll_each = -dist.log_prob(per_listener).transpose(0, 1)
         try:
@@ -120,6 +123,7 @@ class GMLModule(L.LightningModule):
             "index": batch["index"],
             "pred_mean": dist.mean,
             "pred_std": pred_std,
+            "pred_model_std": model_std,
             "pred_ci": ci_halfwidth(pred_std, n),
             "subj_mean": batch["subj_mean"],
             "subj_ci": batch["subj_ci"],

@@ -13,6 +13,9 @@ from scipy import stats as sps
 
 from gml.atomic import atomic_write_text
 from gml.metrics import TABLE_COLUMNS
+from gml.stats import STIMULUS_KEY
+
+KEY = list(STIMULUS_KEY)
 
 PREDICTION_COLUMNS = (
     "test",
@@ -87,18 +90,16 @@ def predictions_frame(
     if with_partition:
         out["partition"] = s["partition"].to_numpy()
     if ratings is not None:
-        known = {"test", "item", "condition", "listener", "score", "reference", "coded", "split"}
+        known = {*STIMULUS_KEY, "listener", "score", "reference", "coded", "split"}
         # extras never shadow an output column (or gml cv's cv_fold)
         known |= set(PREDICTION_COLUMNS) | {"cv_fold", "partition"}
         extra = [c for c in ratings.columns if c not in known]
         if extra:
-            g = ratings.groupby(["test", "item", "condition"])
+            g = ratings.groupby(KEY)
             constant = [c for c in extra if (g[c].nunique(dropna=False) <= 1).all()]
             if constant:
-                out = out.merge(
-                    g[constant].first().reset_index(), on=["test", "item", "condition"], how="left"
-                )
-    return out.sort_values(["test", "item", "condition"]).reset_index(drop=True)
+                out = out.merge(g[constant].first().reset_index(), on=KEY, how="left")
+    return out.sort_values(KEY).reset_index(drop=True)
 
 
 def constant_baseline_nll(train_scores: np.ndarray, test_scores: np.ndarray) -> float:
@@ -147,3 +148,26 @@ def metrics_from_predictions(frame: pd.DataFrame) -> dict[str, float]:
     out = {k: float(v) for k, v in metrics.compute().items()}
     out.pop("nll")
     return out
+
+
+def format_evaluation(evaluation) -> str:
+    """What ``gml test`` prints for a :class:`gml.evaluation.Evaluation`: the table, stimuli
+    left out of the CI columns, the files written; it says when the listeners are simulated."""
+    results = evaluation.results
+    lines = []
+    if evaluation.synthetic_demo:
+        lines.append("Built-in demo listening test (SYNTHETIC listeners, not human data)")
+    lines.append(format_table(results, extra={"const NLL": "constant_nll"}))
+    excluded = {n: int(r.get("ci_excluded", 0)) for n, r in results.items() if r.get("ci_excluded")}
+    if excluded:
+        lines.append(
+            "stimuli without a CI (fewer than 2 listeners), excluded from CI columns: "
+            + ", ".join(f"{n}: {c}" for n, c in excluded.items())
+        )
+    if evaluation.out_dir is not None:
+        plots = [f for f in evaluation.files if f.suffix == ".png"]
+        lines.append(
+            f"gml: wrote {evaluation.out_dir / 'metrics.json'}, predictions.csv, pit.csv"
+            + (f" and {len(plots)} plots in {evaluation.out_dir / 'plots'}" if plots else "")
+        )
+    return "\n".join(lines)

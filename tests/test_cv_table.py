@@ -183,3 +183,15 @@ def test_cv_refuses_split_column_and_too_few_items(split_manifest, noise_manifes
             ["cv", "--config", DEMO, "--folds", "7", "--data.manifest", str(noise_manifest), *FAST]
         )
     assert "has 6 items, fewer than --folds 7" in capsys.readouterr().err
+
+
+def test_cv_seeds_tests_each_fold_as_an_ensemble(tiny_demo, tmp_path, capsys):
+    out = tmp_path / "ens"
+    main(["cv", "--config", DEMO, "--folds", "2", "--seeds", "2", "--out", str(out),
+          "--data.manifest", str(tiny_demo), *FAST])  # fmt: skip
+    for k in (0, 1):
+        metrics = json.loads((out / f"fold{k}" / "test-best" / "metrics.json").read_text())
+        assert [Path(m).parent.name for m in metrics["members"]] == ["seed0", "seed1"]
+    preds = pd.read_csv(out / "cv" / "predictions.csv")
+    assert "predicted_model_std" in preds and (preds["predicted_model_std"] > 0).all()
+    assert "ensemble of 2 checkpoints" in capsys.readouterr().out

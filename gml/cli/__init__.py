@@ -66,6 +66,10 @@ def _resolve_config_args(argv: list[str]) -> list[str]:
     return out
 
 
+def _is_ckpt(arg: str) -> bool:
+    return arg in ("--ckpt", "--ckpt_path") or arg.startswith(("--ckpt=", "--ckpt_path="))
+
+
 def _one_line(message: str) -> str:
     """Condense jsonargparse's nested multi-line reasons to the informative part."""
     import re
@@ -92,6 +96,11 @@ def main(argv: list[str] | None = None) -> None:
     argv = [a for a in argv if a != "--debug"]
     try:
         argv = _resolve_config_args(argv)
+        if argv and argv[0] == "test" and sum(_is_ckpt(a) for a in argv) > 1:
+            from gml.cli.test_ensemble import main as test_ensemble
+
+            test_ensemble(argv[1:])
+            return
         if argv and argv[0] in EXTRA_COMMANDS:
             importlib.import_module(EXTRA_COMMANDS[argv[0]][0]).main(argv[1:])
             return

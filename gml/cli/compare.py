@@ -22,6 +22,10 @@ from gml.errors import GMLError
 DEFAULT_OUT = Path("compare-report") / "report.md"
 
 
+def _models(ckpts: list[str]) -> str | list[str]:
+    return ckpts[0] if len(ckpts) == 1 else ckpts
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gml compare",
@@ -30,7 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
         "power of a paired t-test with N listeners (simulated panels) and the N that reaches "
         "80 %% power.",
     )
-    p.add_argument("--ckpt", required=True, help="checkpoint (best.ckpt) or run folder")
+    p.add_argument(
+        "--ckpt",
+        required=True,
+        action="append",
+        help="checkpoint (best.ckpt) or run folder; repeat it to use several models as one "
+        "ensemble listener",
+    )
     p.add_argument("--reference-dir", required=True, help="folder of references")
     p.add_argument("--a", required=True, metavar="DIR_A", help="folder of codec A's files")
     p.add_argument("--b", required=True, metavar="DIR_B", help="folder of codec B's files")
@@ -89,7 +99,7 @@ def main(argv: list[str]) -> None:
 
     from gml.listener import load
 
-    listener = load(args.ckpt, device=args.device, batch_size=args.batch_size)
+    listener = load(_models(args.ckpt), device=args.device, batch_size=args.batch_size)
     comparison = compare_matched(
         listener,
         match,

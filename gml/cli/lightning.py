@@ -175,26 +175,7 @@ class GMLCLI(LightningCLI):
         evaluation = reports[0].evaluation if reports else None
         if evaluation is None or not evaluation.results:
             return
-        results = evaluation.results
-        print()
-        if self.datamodule.manifest_arg == BUILTIN_DEMO:
-            print("Built-in demo listening test (SYNTHETIC listeners, not human data)")
-        print(report.format_table(results, extra={"const NLL": "constant_nll"}))
-        excluded = {
-            n: int(r.get("ci_excluded", 0)) for n, r in results.items() if r.get("ci_excluded", 0)
-        }
-        if excluded:
-            print(
-                "stimuli without a CI (fewer than 2 listeners), excluded from CI columns: "
-                + ", ".join(f"{n}: {c}" for n, c in excluded.items())
-            )
-        if evaluation.out_dir is not None:
-            plots = [f for f in evaluation.files if f.suffix == ".png"]
-            print(
-                f"gml: wrote {evaluation.out_dir / 'metrics.json'}, predictions.csv, pit.csv"
-                + (f" and {len(plots)} plots in {evaluation.out_dir / 'plots'}" if plots else ""),
-                flush=True,
-            )
+        print("\n" + report.format_evaluation(evaluation), flush=True)
 
 
 def _head_target(head) -> str:

@@ -23,6 +23,11 @@ import pandas as pd
 
 from gml.errors import GMLError
 from gml.pairs import match_dirs, read_pairs
+from gml.stats import STIMULUS_KEY
+
+
+def _models(ckpts: list[str]) -> str | list[str]:
+    return ckpts[0] if len(ckpts) == 1 else ckpts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Predict the MUSHRA listening-test result (mean, listener spread, 95 %% CI "
         "for N listeners, quantiles) of reference/coded audio pairs with a trained listener.",
     )
-    p.add_argument("--ckpt", required=True, help="checkpoint (best.ckpt) or run folder")
+    p.add_argument(
+        "--ckpt",
+        required=True,
+        action="append",
+        help="checkpoint (best.ckpt) or run folder; repeat it to use several models as one "
+        "ensemble listener",
+    )
     g = p.add_argument_group("input (one form)")
     g.add_argument("--reference", help="reference audio file (with --coded)")
     g.add_argument("--coded", help="coded audio file (with --reference)")
@@ -103,7 +114,7 @@ def main(argv: list[str]) -> None:
 
     from gml.listener import load
 
-    listener = load(args.ckpt, device=args.device, batch_size=args.batch_size)
+    listener = load(_models(args.ckpt), device=args.device, batch_size=args.batch_size)
     progress = None if not args.no_progress else False
     if forms["--reference/--coded"]:
         pred = listener.predict(
@@ -159,7 +170,7 @@ def predict_manifest(args, out: Path | None) -> None:
     from gml.data.manifest import Manifest
     from gml.listener import load
 
-    ckpt = resolve_checkpoint(args.ckpt)
+    ckpt = resolve_checkpoint(args.ckpt[0])  # an ensemble's data: its first member's
     own = args.manifest is None
     if own:
         dm = build_datamodule(ckpt, progress=False)
@@ -169,7 +180,7 @@ def predict_manifest(args, out: Path | None) -> None:
     stimuli = manifest.stimuli()
     if own:
         stimuli["partition"] = dm.assign_partition(stimuli)
-    listener = load(ckpt, device=args.device, batch_size=args.batch_size)
+    listener = load(_models(args.ckpt), device=args.device, batch_size=args.batch_size)
     frame = listener.predict(
         stimuli["reference"].tolist(),
         stimuli["coded"].tolist(),
@@ -188,8 +199,9 @@ def predict_manifest(args, out: Path | None) -> None:
     }
     table = report.predictions_frame(stimuli, preds, manifest.ratings, with_partition=own)
     keyed = frame.drop(columns=["mean", "std", "ci95", "n_listeners", "reference", "coded"])
-    keyed[["test", "item", "condition"]] = stimuli[["test", "item", "condition"]].to_numpy()
-    table = table.merge(keyed, on=["test", "item", "condition"], how="left")
+    key = list(STIMULUS_KEY)
+    keyed[key] = stimuli[key].to_numpy()
+    table = table.merge(keyed, on=key, how="left")
     if out is None:
         out = ckpt.resolve().parent / f"predict-{ckpt.stem}" / "predictions.csv"
     write_frame(out, table)

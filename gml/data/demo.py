@@ -51,6 +51,8 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
+from gml.data.manifest import REQUIRED_COLUMNS
+
 __all__ = [
     "CONDITIONS",
     "DEMO_VERSION",
@@ -66,7 +68,7 @@ DEMO_VERSION: int = 1
 """Bump whenever the generated content changes; it is part of the cache folder's name."""
 
 SAMPLE_RATE = 48000
-MANIFEST_COLUMNS = ("test", "item", "condition", "listener", "score", "reference", "coded")
+MANIFEST_COLUMNS = REQUIRED_COLUMNS
 EXTRA_COLUMNS = ("synthetic", "strength", "latent_quality")
 
 DEGRADATIONS = ("bandlimit_holes", "quantnoise", "stereo_collapse", "preecho")

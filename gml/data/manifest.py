@@ -18,7 +18,7 @@ import pandas as pd
 from gml.errors import GMLError
 from gml.stats import STIMULUS_KEY, stimulus_table
 
-REQUIRED_COLUMNS = ("test", "item", "condition", "listener", "score", "reference", "coded")
+REQUIRED_COLUMNS = (*STIMULUS_KEY, "listener", "score", "reference", "coded")
 SPLITS = ("train", "val", "test")
 
 
@@ -79,7 +79,7 @@ class Manifest:
             )
         if len(df) == 0:
             raise ManifestError(f"{source}: no ratings (the file has a header but no rows)")
-        for col in ("test", "item", "condition", "listener", "reference", "coded"):
+        for col in (*STIMULUS_KEY, "listener", "reference", "coded"):
             values = df[col].astype(str).str.strip()
             empty = np.flatnonzero(values.eq("").to_numpy())
             if len(empty):

@@ -4,7 +4,7 @@ naming it by ``class_path`` in YAML; the registry here is only a convenience for
 from __future__ import annotations
 
 from gml.heads.base import DistributionHead, positive_scale
-from gml.heads.distributions import Logistic, PointMass
+from gml.heads.distributions import EqualMixture, Logistic, PointMass
 from gml.heads.gaussian import GaussianHead
 from gml.heads.location_scale import LocationScaleHead
 from gml.heads.logistic import LogisticHead
@@ -59,6 +59,7 @@ def get_head(name: str, **kwargs) -> DistributionHead:
 
 __all__ = [
     "DistributionHead",
+    "EqualMixture",
     "GaussianHead",
     "Logistic",
     "LocationScaleHead",

@@ -120,3 +120,69 @@ class PointMass(Distribution):
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
         return self.loc.expand(self._extended_shape(sample_shape))
+
+
+class EqualMixture(Distribution):
+    """Equal-weight mixture of distributions of the same batch shape (of any families): the
+    predictive distribution of an ensemble of listeners.
+
+    Besides the mixture's own ``mean`` / ``stddev`` it separates the two kinds of spread:
+    :attr:`listener_stddev`, the root mean of the components' variances (how much listeners
+    disagree: what a listening test's CI depends on), and :attr:`model_stddev`, the standard
+    deviation of the components' means (how much the models disagree). The mixture's variance
+    is the sum of the two squares.
+
+    Args:
+        components: The members' distributions, each with the same batch shape.
+    """
+
+    arg_constraints: dict = {}
+    support = constraints.real
+    has_rsample = False
+
+    def __init__(self, components: list[Distribution], validate_args=None):
+        if not components:
+            raise ValueError("EqualMixture needs at least one component")
+        shape = components[0].batch_shape
+        if any(c.batch_shape != shape for c in components):
+            raise ValueError("EqualMixture components must share one batch shape")
+        self.components = list(components)
+        super().__init__(shape, validate_args=False)
+
+    def _stack(self, values: list[Tensor]) -> Tensor:
+        return torch.stack(values)  # [K, *batch]
+
+    @property
+    def mean(self) -> Tensor:
+        return self._stack([c.mean for c in self.components]).mean(0)
+
+    @property
+    def listener_stddev(self) -> Tensor:
+        """Root mean of the components' variances (the spread of listeners)."""
+        return self._stack([c.variance for c in self.components]).mean(0).sqrt()
+
+    @property
+    def model_stddev(self) -> Tensor:
+        """Standard deviation of the components' means (the disagreement of models)."""
+        return self._stack([c.mean for c in self.components]).std(0, unbiased=False)
+
+    @property
+    def variance(self) -> Tensor:
+        return self.listener_stddev.pow(2) + self.model_stddev.pow(2)
+
+    @property
+    def stddev(self) -> Tensor:
+        return self.variance.sqrt()
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        lp = self._stack([c.log_prob(value) for c in self.components])
+        return torch.logsumexp(lp, dim=0) - math.log(len(self.components))
+
+    def cdf(self, value: Tensor) -> Tensor:
+        return self._stack([c.cdf(value) for c in self.components]).mean(0)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        with torch.no_grad():
+            draws = self._stack([c.sample(sample_shape) for c in self.components])
+            pick = torch.randint(len(self.components), draws.shape[1:], device=draws.device)
+            return draws.gather(0, pick.unsqueeze(0)).squeeze(0)
