@@ -316,7 +316,7 @@ class Listener:
         """
         per_member = []
         for k, m in enumerate(self.members):
-            components = m.head.distribution(params[:, k])
+            components = m.spread_distribution(params[:, k])
             weights = Categorical(logits=torch.zeros(params.shape[0]))
             per_member.append(MixtureSameFamily(weights, components, validate_args=False))
         return per_member[0] if len(per_member) == 1 else EqualMixture(per_member)
@@ -349,7 +349,7 @@ class Listener:
         win_s = self.frontend.win_length / self.frontend.settings()["sample_rate"]
         window_table = None
         if per_window:
-            comps = [m.head.distribution(params[:, k]) for k, m in enumerate(self.members)]
+            comps = [m.spread_distribution(params[:, k]) for k, m in enumerate(self.members)]
             window_table = pd.DataFrame(
                 {
                     "start": [s * hop_s for s, _ in spans],

@@ -46,6 +46,8 @@ class GMLModule(L.LightningModule):
             device the batch is on.
         optimizer: Factory ``params → optimizer`` (default Adam, lr 1e-4 as in the paper).
         frontend: The gammatone frontend (default: ViSQOL v3 audio-mode settings).
+        spread_factor: Post-hoc factor on the predicted listener spread (1: none); set by
+            ``gml calibrate`` (see :mod:`gml.calibration`), not by hand.
 
     The training loss is the head's loss on ``batch["target"]``: individual listener scores for
     a GML head, per-stimulus means for the non-GML :class:`~gml.heads.PointHead`.
@@ -58,8 +60,12 @@ class GMLModule(L.LightningModule):
         augment: Sequence[BatchAugment] | None = None,
         optimizer: OptimizerCallable | None = None,
         frontend: GammatoneFrontend | None = None,
+        spread_factor: float = 1.0,
     ):
         super().__init__()
+        if not spread_factor > 0:
+            raise ValueError(f"spread_factor must be positive, got {spread_factor}")
+        self.spread_factor = float(spread_factor)
         self.frontend = frontend if frontend is not None else GammatoneFrontend()
         self.backbone = backbone
         self.head = head if head is not None else LogisticHead()
@@ -82,7 +88,23 @@ class GMLModule(L.LightningModule):
         Shape:
             features: ``[B, 4, 2, bands, T]`` → distribution with batch shape ``[B]``.
         """
-        return self.head(self.backbone(features))
+        return self.spread_distribution(self.head.proj(self.backbone(features)))
+
+    def spread_distribution(self, params: Tensor, factor: float | None = None):
+        """The head's distribution for raw parameters, its spread multiplied by ``factor``
+        (default: this model's calibrated :attr:`spread_factor`).
+
+        Shape:
+            params: ``[B, num_params]`` → distribution with batch shape ``[B]``.
+        """
+        factor = self.spread_factor if factor is None else float(factor)
+        if factor == 1.0:
+            return self.head.distribution(params)
+        if hasattr(self.head, "spread_distribution"):  # location-scale heads: exact
+            return self.head.spread_distribution(params, factor)
+        from gml.calibration import SpreadScaled
+
+        return SpreadScaled(self.head.distribution(params), factor)
 
     # -- training -------------------------------------------------------------------------
 

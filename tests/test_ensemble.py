@@ -82,7 +82,9 @@ def test_ensemble_test_cli_and_evaluate(tiny_run, second_run, tmp_path, capsys):
 
     pd.testing.assert_series_equal(
         preds["predicted_ci95"],
-        pd.Series(ci_halfwidth(preds["predicted_std"], preds["n_listeners"]), name="predicted_ci95"),
+        pd.Series(
+            ci_halfwidth(preds["predicted_std"], preds["n_listeners"]), name="predicted_ci95"
+        ),
         atol=1e-3,
     )
 

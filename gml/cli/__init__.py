@@ -19,6 +19,7 @@ from gml.errors import GMLError
 EXTRA_COMMANDS = {
     "predict": ("gml.cli.predict", "score reference/coded audio pairs with a trained listener"),
     "compare": ("gml.cli.compare", "compare two codecs over the same references (A - B)"),
+    "calibrate": ("gml.cli.calibrate", "fit a factor on the predicted listener spread"),
     "cv": ("gml.cv", "k-fold cross-validation: one model per fold, pooled metrics per test set"),
     "table": ("gml.table", "Table-I-style comparison of several runs (Markdown / CSV)"),
     "configs": ("gml.cli.configs", "list the configurations shipped with gml"),

@@ -39,6 +39,14 @@ class LocationScaleHead(DistributionHead):
 
     def distribution(self, params: Tensor) -> Distribution:
         """Shape: params ``[B, 2]`` → batch shape ``[B]``."""
+        return self.spread_distribution(params, 1.0)
+
+    def spread_distribution(self, params: Tensor, factor: float) -> Distribution:
+        """The distribution with its scale multiplied by ``factor`` (post-hoc spread
+        calibration, see :mod:`gml.calibration`): exact for a location-scale family.
+
+        Shape: params ``[B, 2]`` → batch shape ``[B]``.
+        """
         loc = self.location(params[..., 0])
         scale = positive_scale(params[..., 1], self.min_scale, self.scale_unit)
-        return self.distribution_class(loc, scale)
+        return self.distribution_class(loc, scale * factor)

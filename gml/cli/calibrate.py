@@ -1,0 +1,34 @@
+"""``gml calibrate``: fit a post-hoc factor on a checkpoint's predicted listener spread on its
+validation stimuli and write a calibrated copy (the work is :mod:`gml.calibration`)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def main(argv: list[str]) -> None:
+    """Entry point of ``gml calibrate``."""
+    p = argparse.ArgumentParser(
+        prog="gml calibrate",
+        description="Fit one factor on the predicted listener spread on the checkpoint's own "
+        "validation stimuli, by the NLL of individual scores or by CI error (both are fitted "
+        "and reported), and write <ckpt>-calibrated.ckpt.",
+    )
+    p.add_argument("--ckpt", required=True, help="checkpoint (best.ckpt) or run folder")
+    p.add_argument("--method", choices=("nll", "ci"), default="nll", help="factor to store")
+    p.add_argument("--out", help="calibrated checkpoint (default <ckpt>-calibrated.ckpt)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    from gml.calibration import calibrate
+
+    path, fit = calibrate(args.ckpt, args.method, args.out, progress=not args.no_progress)
+    print(f"validation: {fit['n_stimuli']} stimuli, {fit['n_scores']} individual scores")
+    print(f"{'spread factor':<16}{'factor':>8}{'val NLL':>10}{'val CI RMSE':>13}")
+    for key, label in (("none", "none"), ("nll", "by NLL"), ("ci", "by CI error")):
+        factor = 1.0 if key == "none" else fit[key]
+        mark = "  <- stored" if key == args.method else ""
+        print(
+            f"{label:<16}{factor:>8.3f}{fit['val_nll'][key]:>10.3f}"
+            f"{fit['val_ci_rmse'][key]:>13.3f}{mark}"
+        )
+    print(f"gml: wrote {path}\nnext: gml test --ckpt {path}")
