@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs-per-fold", type=int, default=10, help="paper schedule only")
     p.add_argument("--restart", action="store_true", help="retrain folds that already finished")
     p.add_argument(
+        "--calibrate",
+        choices=("nll", "ci"),
+        help="also calibrate each fold's spread on its validation stimuli (gml calibrate) and "
+        "pool the calibrated models' results into cv-calibrated/",
+    )
+    p.add_argument(
         "--seeds",
         type=int,
         default=1,
@@ -66,6 +72,8 @@ def main(argv: list[str]) -> None:
         raise GMLError(f"cv: --folds {args.folds}; expected 2 or more")
     if args.seeds < 1:
         raise GMLError(f"cv: --seeds {args.seeds}; expected 1 or more")
+    if args.calibrate and (args.seeds > 1 or args.schedule == "paper"):
+        raise GMLError("cv: --calibrate is for one model per fold (no --seeds, no paper schedule)")
     if args.seeds > 1 and args.schedule == "paper":
         raise GMLError("cv: --seeds is for the per-fold schedule, not --schedule paper")
     name = args.name or (Path(args.config[-1]).stem if args.config else Path(args.out).name)
@@ -83,6 +91,10 @@ def main(argv: list[str]) -> None:
             run_fold(args, overrides, out, k)
     if args.collect or not args.fold:
         collect(out, args.folds, name)
+        if args.calibrate:
+            for k in range(args.folds):
+                calibrate_fold(out, k, args.calibrate)
+            collect(out, args.folds, f"{name} (calibrated by {args.calibrate})", "calibrated")
     else:
         done = [k for k in range(args.folds) if _fold_done(out, k)]
         print(
@@ -126,8 +138,8 @@ def _fold_dir(out: Path, k: int) -> Path:
     return out / f"fold{k}"
 
 
-def _fold_done(out: Path, k: int) -> bool:
-    d = _fold_dir(out, k) / "test-best"
+def _fold_done(out: Path, k: int, variant: str = "") -> bool:
+    d = _fold_dir(out, k) / _test_dir(variant)
     return (d / "predictions.csv").is_file() and (d / "metrics.json").is_file()
 
 
@@ -191,13 +203,31 @@ def _train(args, overrides: list[str], out: Path, k: int, version: str, extra: l
     return best_link
 
 
-def collect(out: Path, num_folds: int, name: str) -> dict:
-    """Merge every fold's held-out predictions and compute pooled metrics per test set."""
+def _test_dir(variant: str) -> str:
+    return f"test-best-{variant}" if variant else "test-best"
+
+
+def calibrate_fold(out: Path, k: int, method: str) -> None:
+    """Calibrate fold ``k``'s best checkpoint and test the calibrated one (skipped when done)."""
+    from gml.calibration import calibrate
+    from gml.evaluation import evaluate
+
+    if _fold_done(out, k, "calibrated"):
+        return
+    fold_dir = _fold_dir(out, k)
+    path, fit = calibrate(fold_dir / "best.ckpt", method, fold_dir / "best-calibrated.ckpt")
+    print(f"gml cv: fold {k} spread factor {fit['factor']:.3f} (by {method})", flush=True)
+    evaluate(path, out_dir=fold_dir / _test_dir("calibrated"))
+
+
+def collect(out: Path, num_folds: int, name: str, variant: str = "") -> dict:
+    """Merge every fold's held-out predictions and compute pooled metrics per test set
+    (``variant="calibrated"``: the calibrated models' results, into ``cv-calibrated/``)."""
     from gml import report
     from gml.evaluation import coverage_metrics
 
     frames, pits, per_fold = [], [], {}
-    missing = [k for k in range(num_folds) if not _fold_done(out, k)]
+    missing = [k for k in range(num_folds) if not _fold_done(out, k, variant)]
     if missing:
         raise GMLError(
             f"{out}: fold(s) {missing} not finished; run them with 'gml cv --config ... --fold K --out {out}'"
@@ -205,7 +235,7 @@ def collect(out: Path, num_folds: int, name: str) -> dict:
     import json
 
     for k in range(num_folds):
-        d = _fold_dir(out, k) / "test-best"
+        d = _fold_dir(out, k) / _test_dir(variant)
         f = pd.read_csv(
             d / "predictions.csv",
             dtype={c: str for c in KEY},
@@ -254,7 +284,7 @@ def collect(out: Path, num_folds: int, name: str) -> dict:
         }
         for k in range(num_folds)
     }
-    cv_dir = out / "cv"
+    cv_dir = out / (f"cv-{variant}" if variant else "cv")
     report.write_json(
         cv_dir / "metrics.json",
         {

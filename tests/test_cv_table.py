@@ -195,3 +195,19 @@ def test_cv_seeds_tests_each_fold_as_an_ensemble(tiny_demo, tmp_path, capsys):
     preds = pd.read_csv(out / "cv" / "predictions.csv")
     assert "predicted_model_std" in preds and (preds["predicted_model_std"] > 0).all()
     assert "ensemble of 2 checkpoints" in capsys.readouterr().out
+
+
+def test_cv_calibrate_pools_the_calibrated_folds(tiny_demo, tmp_path, capsys):
+    out = tmp_path / "cal"
+    main(["cv", "--config", DEMO, "--folds", "2", "--calibrate", "ci", "--out", str(out),
+          "--data.manifest", str(tiny_demo), *FAST])  # fmt: skip
+    plain = json.loads((out / "cv" / "metrics.json").read_text())
+    cal = json.loads((out / "cv-calibrated" / "metrics.json").read_text())
+    assert cal["name"].endswith("(calibrated by ci)") and set(cal["test_sets"]) == set(
+        plain["test_sets"]
+    )
+    assert (out / "fold1" / "best-calibrated.ckpt").is_file()
+    a = pd.read_csv(out / "cv" / "predictions.csv")
+    b = pd.read_csv(out / "cv-calibrated" / "predictions.csv")
+    pd.testing.assert_series_equal(a["predicted_mean"], b["predicted_mean"], atol=1e-3)
+    assert "spread factor" in capsys.readouterr().out
