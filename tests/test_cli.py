@@ -185,8 +185,13 @@ def test_wandb_logger_offline(tiny_demo, tmp_path, monkeypatch):
 def test_help_lists_subcommands(tmp_path):
     r = _gml("--help", cwd=tmp_path)
     assert r.returncode == 0
-    for sub in ("fit", "validate", "test", "predict"):
-        assert sub in r.stdout
+    for sub in ("fit", "validate", "test", "predict", "compare", "calibrate", "cv", "configs"):
+        assert f"  {sub} " in r.stdout
+    # the top-level help imports neither torch nor Lightning (it answers in about a second)
+    code = "import sys; from gml.cli import main; main(['--help']); print('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip().endswith("False")
+    assert _gml(cwd=tmp_path).returncode == 2  # no command: the help, and an error status
 
 
 def _one_line_error(r: subprocess.CompletedProcess, *needles: str) -> None:

@@ -84,10 +84,31 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
-def _print_extra_commands() -> None:
-    print("\nmore commands (see 'gml <command> --help'):")
-    for name, (_, text) in EXTRA_COMMANDS.items():
-        print(f"  {name:<8} {text}")
+LIGHTNING_HELP = {
+    "fit": "train a listener (LightningCLI: --config, --trainer.*, --model.*, --data.*)",
+    "validate": "one validation epoch of a trained run (--ckpt RUN/best.ckpt)",
+    "test": "per-test-set metrics, predictions.csv, plots (--ckpt RUN/best.ckpt [--ckpt ...])",
+}
+
+
+def _top_level_help() -> str:
+    from gml import __version__
+
+    width = max(map(len, [*LIGHTNING_HELP, *EXTRA_COMMANDS]))
+    lines = [
+        f"usage: gml <command> [options]      (gml {__version__})",
+        "",
+        "Generative Machine Listener: predicts the distribution of MUSHRA listener scores",
+        "(mean, spread, 95 % CI for N listeners) for reference/coded audio pairs.",
+        "",
+        "commands:",
+        *(f"  {n:<{width}}  {t}" for n, t in LIGHTNING_HELP.items()),
+        *(f"  {n:<{width}}  {t}" for n, (_, t) in EXTRA_COMMANDS.items()),
+        "",
+        "'gml <command> --help' lists a command's options; --debug shows tracebacks.",
+        "Quick start: gml fit --config demo   then   gml test --ckpt runs/demo/version_0",
+    ]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -105,14 +126,15 @@ def main(argv: list[str] | None = None) -> None:
         if argv and argv[0] in EXTRA_COMMANDS:
             importlib.import_module(EXTRA_COMMANDS[argv[0]][0]).main(argv[1:])
             return
+        if not argv or argv[0] in ("-h", "--help"):
+            # answered without importing torch or Lightning: a second, not ten
+            print(_top_level_help())
+            if not argv:
+                sys.exit(2)
+            return
         from gml.cli.lightning import quiet_warnings, run
 
         quiet_warnings()
-        if not argv or argv[0] in ("-h", "--help"):
-            try:
-                run(argv)
-            finally:
-                _print_extra_commands()
         run(argv)
     except (GMLError, ArgumentError) as err:  # jsonargparse raises argparse's ArgumentError
         _fail(err, debug, argv)

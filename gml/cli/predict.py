@@ -17,13 +17,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from gml.errors import GMLError
-from gml.pairs import match_dirs, read_pairs
-from gml.stats import STIMULUS_KEY
+
+if TYPE_CHECKING:  # pandas is imported when a command runs, so that --help answers at once
+    import pandas as pd
 
 
 def _models(ckpts: list[str]) -> str | list[str]:
@@ -76,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> None:
     """Entry point of ``gml predict``."""
     args = build_parser().parse_args(argv)
+    import pandas as pd  # imported after parsing, so that --help answers at once
+
+    from gml.pairs import match_dirs, read_pairs
+
     forms = {
         "--reference/--coded": args.reference is not None or args.coded is not None,
         "--pairs": args.pairs is not None,
@@ -165,10 +168,13 @@ def _report_lonely(match, prog: str) -> None:
 def predict_manifest(args, out: Path | None) -> None:
     """Every stimulus of a manifest, subjective statistics beside the predictions; the
     checkpoint's own manifest (with each stimulus's train/val/test partition) by default."""
+    import numpy as np
+
     from gml import report
     from gml.checkpoint import build_datamodule, resolve_checkpoint
     from gml.data.manifest import Manifest
     from gml.listener import load
+    from gml.stats import STIMULUS_KEY
 
     ckpt = resolve_checkpoint(args.ckpt[0])  # an ensemble's data: its first member's
     own = args.manifest is None
@@ -225,6 +231,9 @@ def report_summary(table: pd.DataFrame) -> str:
 def add_simulation(listener, refs, cods, frame: pd.DataFrame, args) -> pd.DataFrame:
     """Columns summarising ``--simulate K`` panels per pair: the 2.5 / 50 / 97.5 %
     percentiles of the panel means and the median panel CI half-width."""
+    import numpy as np
+    import pandas as pd
+
     from gml.listener import Panels, simulate_panels
 
     rows = []
@@ -249,6 +258,8 @@ def add_simulation(listener, refs, cods, frame: pd.DataFrame, args) -> pd.DataFr
 
 def format_single(pred, panels=None) -> str:
     """Readable figures of one pair."""
+    import numpy as np
+
     lines = [
         f"reference  {pred.reference}  ({pred.reference_rate} Hz, {pred.reference_channels} ch)",
         f"coded      {pred.coded}  ({pred.coded_rate} Hz, {pred.coded_channels} ch)",
@@ -285,6 +296,8 @@ def format_many(frame: pd.DataFrame) -> str:
 
 
 def write_single(out: Path, pred, panels=None) -> None:
+    import pandas as pd
+
     from gml.atomic import atomic_write_text
 
     if out.suffix.lower() == ".json":
