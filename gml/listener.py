@@ -153,6 +153,8 @@ class Prediction:
         p_outside: Probability the model puts outside 0–100.
         clamped: The model's mean lay outside 0–100 and was clamped.
         duration: Seconds analysed (the longer of the two signals).
+        delay_ms: Estimated delay of the coded signal (positive: it lags), removed before
+            the features were computed (see :mod:`gml.features.delay`); 0 with ``align=False``.
         windows: Number of analysis windows combined.
         reference_rate, reference_channels, coded_rate, coded_channels: The files as read.
         distribution: The head's distribution (a mixture over the analysis windows); not
@@ -176,6 +178,7 @@ class Prediction:
     p_outside: float
     clamped: bool
     duration: float
+    delay_ms: float
     windows: int
     reference_rate: int
     reference_channels: int
@@ -213,6 +216,8 @@ class Listener:
             measured slower per window and use more memory; 16 on a GPU).
         block_seconds: Audio is read and turned into features in blocks of this many seconds,
             so memory does not grow with the file's length.
+        align: Estimate the codec's delay per pair and remove it before the features
+            (:func:`gml.features.delay.estimate_delay`, within ±0.5 s).
 
     Long excerpts: a pair longer than one window is cut into windows of ``window_seconds``
     with ``window_overlap`` overlap (the last window ends at the end of the excerpt); each
@@ -230,6 +235,7 @@ class Listener:
         window_overlap: float = 0.5,
         batch_size: int | None = None,
         block_seconds: float = 60.0,
+        align: bool = True,
     ):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -253,6 +259,7 @@ class Listener:
             batch_size = 1 if self.device.type == "cpu" else 16
         self.batch_size = int(batch_size)
         self.block_seconds = float(block_seconds)
+        self.align = bool(align)
 
     @property
     def checkpoint(self) -> str | None:
@@ -266,13 +273,15 @@ class Listener:
 
     # -- features -------------------------------------------------------------------------
 
-    def _features(self, source: AudioInput):
+    def _features(self, source: AudioInput, skip: int = 0):
         from gml.features.stream import streamed_spectrogram
 
         if isinstance(source, tuple) and len(source) == 2:
             array, rate = source
             source = (array, int(rate))
-        return streamed_spectrogram(source, self.frontend, block_seconds=self.block_seconds)
+        return streamed_spectrogram(
+            source, self.frontend, block_seconds=self.block_seconds, skip_samples=skip
+        )
 
     def _windows(self, num_frames: int) -> list[tuple[int, int]]:
         """``(start, end)`` frame ranges covering ``num_frames`` (see the class docstring)."""
@@ -326,15 +335,30 @@ class Listener:
     def _pair_windows(self, reference: AudioInput, coded: AudioInput):
         from gml.data.datamodule import pad_frames
 
-        ref, ref_info = self._features(reference)
-        cod, cod_info = self._features(coded)
+        delay = 0
+        if self.align:
+            from gml.features.delay import estimate_delay
+
+            delay = estimate_delay(
+                reference, coded, self.frontend.settings()["sample_rate"]
+            ).samples
+        # drop the delay from the start of the later signal, so frames compare the same sound
+        ref, ref_info = self._features(reference, skip=max(0, -delay))
+        cod, cod_info = self._features(coded, skip=max(0, delay))
         t = max(ref.shape[-1], cod.shape[-1])
         pair = torch.stack([pad_frames(ref, t), pad_frames(cod, t)], dim=1)  # [4, 2, bands, T]
         spans = self._windows(t)
-        return [pair[..., s:e] for s, e in spans], spans, ref_info, cod_info
+        return [pair[..., s:e] for s, e in spans], spans, ref_info, cod_info, delay
 
     def _prediction(
-        self, params: Tensor, spans, ref_info, cod_info, n_listeners: int, per_window: bool
+        self,
+        params: Tensor,
+        spans,
+        ref_info,
+        cod_info,
+        delay: int,
+        n_listeners: int,
+        per_window: bool,
     ) -> Prediction:
         dist = self._distribution(params)
         mean = float(dist.mean)
@@ -375,6 +399,7 @@ class Listener:
             p_outside=p_out,
             clamped=bool(mean < SCALE[0] or mean > SCALE[1]),
             duration=max(ref_info.duration, cod_info.duration),
+            delay_ms=1000.0 * delay / self.frontend.settings()["sample_rate"],
             windows=len(spans),
             reference_rate=ref_info.sample_rate,
             reference_channels=ref_info.channels,
@@ -435,11 +460,11 @@ class Listener:
             flat = [w for windows, *_ in pairs for w in windows]
             params = self._window_params(flat)
             k = 0
-            for windows, spans, ref_info, cod_info in pairs:
+            for windows, spans, ref_info, cod_info, delay in pairs:
                 p = torch.stack(params[k : k + len(windows)])
                 k += len(windows)
                 results.append(
-                    self._prediction(p, spans, ref_info, cod_info, n_listeners, per_window)
+                    self._prediction(p, spans, ref_info, cod_info, delay, n_listeners, per_window)
                 )
                 bar.update(1)
         bar.close()

@@ -98,7 +98,10 @@ def audio_info(source: AudioSource) -> AudioInfo:
 
 
 def streamed_spectrogram(
-    source: AudioSource, frontend: GammatoneFrontend, block_seconds: float = 60.0
+    source: AudioSource,
+    frontend: GammatoneFrontend,
+    block_seconds: float = 60.0,
+    skip_samples: int = 0,
 ) -> tuple[torch.Tensor, AudioInfo]:
     """Gammatone spectrogram of a file or array, read and resampled block by block.
 
@@ -120,6 +123,8 @@ def streamed_spectrogram(
         frontend: The gammatone frontend; its sample rate is the target rate.
         block_seconds: Audio read per block, in seconds of the source. Smaller blocks use less
             memory; below a second or so they only add per-call overhead.
+        skip_samples: Samples (at the frontend's rate) dropped from the start before framing:
+            compensates a codec's delay (see :func:`gml.features.delay.estimate_delay`).
 
     Returns:
         ``(spectrogram, info)``: the spectrogram, CPU float32, and the source's
@@ -147,12 +152,21 @@ def streamed_spectrogram(
         )
         # resample_poly gives ceil(n * up / down) samples, i.e. ceil(n * target_rate / rate).
         samples = -(-reader.info.samples * target_rate // rate)
-        framer = _Framer(frontend, frontend.num_frames(samples))
+        skip = max(0, int(skip_samples))
+        framer = _Framer(frontend, frontend.num_frames(max(0, samples - skip)))
+
+        def push(audio: np.ndarray) -> None:
+            nonlocal skip
+            if skip:  # drop the delay's samples as they arrive, block by block
+                dropped = min(skip, audio.shape[1])
+                audio, skip = audio[:, dropped:], skip - dropped
+            framer.push(audio)
+
         for block in reader.blocks(block_len):
             check_finite(reader.info.source, block)
-            framer.push(resampler.push(block) if resampler is not None else block)
+            push(resampler.push(block) if resampler is not None else block)
         if resampler is not None:
-            framer.push(resampler.finish())
+            push(resampler.finish())
         info = reader.info
     return framer.finish(), info
 

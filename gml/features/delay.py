@@ -1,0 +1,132 @@
+"""Codec delay: the global time offset between a reference and its coded version.
+
+Codecs add delay (AAC encoders/decoders typically 1–3 k samples; real AAC output in the
+ViSQOL conformance set is about 0.1 s longer than its reference). Comparing frames of the two
+signals that are shifted against each other makes clean audio look degraded, so gml estimates
+one global delay per pair and drops it from the start of the later signal before features.
+
+The estimate is the lag that maximises the cross-correlation of the two mono downmixes over
+the first ``analysis_seconds`` (bounded memory however long the files), searched in
+``±max_delay_seconds``. It is computed by FFT at a reduced rate (``search_rate``), then refined
+at the full rate in a small window around the coarse peak.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import resample_poly
+
+from gml.features.audio import resample_factors
+from gml.features.stream import AudioSource, _open
+
+__all__ = ["Delay", "estimate_delay", "read_head"]
+
+
+@dataclass(frozen=True)
+class Delay:
+    """An estimated delay of the coded signal relative to the reference.
+
+    Attributes:
+        samples: Delay at ``sample_rate``; positive when the coded signal lags (its content
+            starts later), negative when it leads.
+        sample_rate: The rate ``samples`` is counted at.
+        correlation: Normalised cross-correlation at that lag (1: identical up to gain); a
+            low value (< 0.3) means the estimate is unreliable and 0 was used.
+    """
+
+    samples: int
+    sample_rate: int
+    correlation: float
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / self.sample_rate
+
+
+def read_head(source: AudioSource, seconds: float, rate: int) -> np.ndarray:
+    """The first ``seconds`` of a source as a mono downmix at ``rate`` (float64).
+
+    Shape:
+        returns ``[n]``.
+    """
+    with _open(source) as reader:
+        file_rate = reader.info.sample_rate
+        want = max(1, math.ceil(seconds * file_rate))
+        parts, got = [], 0
+        for block in reader.blocks(min(want, 10 * file_rate)):
+            parts.append(block[:, : want - got])
+            got += parts[-1].shape[1]
+            if got >= want:
+                break
+    mono = np.concatenate(parts, axis=1).astype(np.float64).mean(axis=0)
+    if file_rate != rate:
+        up, down = resample_factors(file_rate, rate)
+        mono = resample_poly(mono, up, down)
+    return mono
+
+
+def _xcorr(ref: np.ndarray, cod: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-correlation ``c[k] = sum_n ref[n] cod[n + k]`` for ``|k| <= max_lag``."""
+    n = len(ref) + len(cod)
+    size = 1 << (n - 1).bit_length()
+    c = np.fft.irfft(np.conj(np.fft.rfft(ref, size)) * np.fft.rfft(cod, size), size)
+    lags = np.arange(-max_lag, max_lag + 1)
+    return lags, c[lags % size]
+
+
+def estimate_delay(
+    reference: AudioSource,
+    coded: AudioSource,
+    sample_rate: int = 48000,
+    max_delay_seconds: float = 0.5,
+    analysis_seconds: float = 30.0,
+    search_rate: int = 8000,
+    min_correlation: float = 0.3,
+) -> Delay:
+    """Estimate the global delay of ``coded`` relative to ``reference``.
+
+    Args:
+        reference, coded: Paths or ``(array, sample_rate)`` tuples.
+        sample_rate: Rate of the returned delay (the frontend's rate).
+        max_delay_seconds: Largest delay searched, either way.
+        analysis_seconds: Length of the beginning of the signals that is compared.
+        search_rate: Rate of the coarse FFT search (a low-pass view: codecs keep the low band).
+        min_correlation: Below this normalised peak the delay is reported as 0 (silence,
+            noise or unrelated signals have no meaningful delay).
+
+    Returns:
+        A :class:`Delay`.
+    """
+    span = analysis_seconds + max_delay_seconds
+    # coarse: the whole search range at a low rate
+    ref = read_head(reference, span, search_rate)
+    cod = read_head(coded, span, search_rate)
+    max_lag = int(round(max_delay_seconds * search_rate))
+    lags, c = _xcorr(ref - ref.mean(), cod - cod.mean(), max_lag)
+    coarse = int(lags[np.argmax(c)])
+    # fine: ± a few coarse steps around the peak at the full rate
+    ref = read_head(reference, span, sample_rate)
+    cod = read_head(coded, span, sample_rate)
+    ref, cod = ref - ref.mean(), cod - cod.mean()
+    scale = sample_rate / search_rate
+    centre, radius = int(round(coarse * scale)), int(math.ceil(4 * scale))
+    lags = np.arange(centre - radius, centre + radius + 1)
+    values = np.array([_dot_at(ref, cod, k) for k in lags])
+    best = int(lags[np.argmax(values)])
+    energy = math.sqrt(float(np.dot(ref, ref)) * float(np.dot(cod, cod)))
+    corr = float(values.max() / energy) if energy > 0 else 0.0
+    if corr < min_correlation:
+        return Delay(0, sample_rate, corr)
+    return Delay(best, sample_rate, corr)
+
+
+def _dot_at(ref: np.ndarray, cod: np.ndarray, k: int) -> float:
+    """``sum_n ref[n] cod[n + k]`` over the overlap."""
+    if k >= 0:
+        n = min(len(ref), len(cod) - k)
+        return float(np.dot(ref[:n], cod[k : k + n])) if n > 0 else 0.0
+    n = min(len(ref) + k, len(cod))
+    return float(np.dot(ref[-k : -k + n], cod[:n])) if n > 0 else 0.0

@@ -1,0 +1,107 @@
+"""Codec delay: estimation on shifted signals and real codec output, and its compensation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+from scipy.signal import resample_poly
+
+import gml
+from gml.features import GammatoneFrontend
+from gml.features.delay import estimate_delay
+from gml.features.stream import streamed_spectrogram
+
+from .conftest import SHARED
+
+VISQOL = SHARED / "data" / "visqol-conformance"
+FS = 48000
+
+
+def _music(seconds: float = 3.0, seed: int = 0) -> np.ndarray:
+    """Tones with a random envelope and some noise: a signal whose autocorrelation is peaky."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * FS)) / FS
+    env = np.repeat(rng.uniform(0.2, 1.0, int(seconds * 8) + 1), FS // 8)[: len(t)]
+    x = env * (np.sin(2 * np.pi * 330 * t) + 0.5 * np.sin(2 * np.pi * 1250 * t))
+    x = x + 0.05 * rng.standard_normal(len(t))
+    return (0.3 * np.stack([x, np.roll(x, 7)])).astype(np.float32)
+
+
+def _shift(x: np.ndarray, d: int) -> np.ndarray:
+    """``x`` delayed by ``d`` samples (zeros in front; negative: cut from the front)."""
+    if d >= 0:
+        return np.concatenate([np.zeros((2, d), np.float32), x], axis=1)
+    return x[:, -d:]
+
+
+@pytest.mark.parametrize("d", [0, 1234, 4800, -500])
+def test_known_delays_are_recovered(d):
+    ref = _music()
+    rng = np.random.default_rng(1)
+    cod = (
+        _shift(ref, d)
+        + 0.01
+        * rng.standard_normal((2, ref.shape[1] + max(d, -d))).astype(np.float32)[
+            :, : _shift(ref, d).shape[1]
+        ]
+    )
+    est = estimate_delay((ref, FS), (cod, FS))
+    assert abs(est.samples - d) <= 1 and est.correlation > 0.9
+
+
+def test_delay_across_sample_rates():
+    ref = _music()
+    cod = resample_poly(_shift(ref, 2400), 147, 160, axis=1).astype(np.float32)  # 44.1 kHz
+    est = estimate_delay((ref, FS), (cod, 44100))
+    assert abs(est.samples - 2400) <= 2
+
+
+def test_unrelated_or_silent_signals_have_no_delay():
+    silent = np.zeros((2, FS), np.float32)
+    assert estimate_delay((_music(), FS), (silent, FS)).samples == 0
+    noise = np.random.default_rng(3).standard_normal((2, 3 * FS)).astype(np.float32) * 0.1
+    assert estimate_delay((_music(), FS), (noise, FS)).samples == 0
+
+
+def test_skip_samples_equals_cutting_the_audio():
+    fe = GammatoneFrontend()
+    x = _music(2.0)
+    skipped, _ = streamed_spectrogram((x, FS), fe, block_seconds=0.5, skip_samples=1234)
+    torch.testing.assert_close(skipped, fe.spectrogram(torch.from_numpy(x[:, 1234:].copy())))
+
+
+def test_listener_removes_the_delay(tiny_run, tmp_path):
+    ref = _music()
+    sf.write(tmp_path / "ref.wav", ref.T, FS, subtype="FLOAT")
+    sf.write(tmp_path / "late.wav", _shift(ref, 3000).T, FS, subtype="FLOAT")
+    lis = gml.load(tiny_run, device="cpu")
+    same = lis.predict(tmp_path / "ref.wav", tmp_path / "ref.wav")
+    late = lis.predict(tmp_path / "ref.wav", tmp_path / "late.wav")
+    assert late.delay_ms == pytest.approx(62.5) and same.delay_ms == 0.0
+    assert late.mean == pytest.approx(same.mean, abs=1e-3)
+    unaligned = gml.load(tiny_run, device="cpu", align=False).predict(
+        tmp_path / "ref.wav", tmp_path / "late.wav"
+    )
+    assert unaligned.delay_ms == 0.0 and unaligned.mean != pytest.approx(same.mean, abs=1e-3)
+
+
+@pytest.mark.skipif(not VISQOL.is_dir(), reason="needs ../shared/data/visqol-conformance")
+def test_real_codec_delays():
+    pairs = pd.read_csv(VISQOL / "pairs.csv").set_index("codec")
+    found = {
+        c: estimate_delay(VISQOL / pairs.loc[c, "reference"], VISQOL / pairs.loc[c, "coded"])
+        for c in ("identity", "mp3_96k", "aac_24k", "aac_256k", "lowpass_7k")
+    }
+    assert found["identity"].samples == 0 and found["lowpass_7k"].samples == 0
+    assert found["mp3_96k"].samples == 1105  # the MP3 decoder delay (576 + 529 samples)
+    assert 0.02 < found["aac_256k"].seconds < 0.15 and 0.02 < found["aac_24k"].seconds < 0.15
+    # the AAC files are longer than their references by about their delay
+    for c in ("aac_24k", "aac_256k"):
+        extra = (
+            sf.info(VISQOL / pairs.loc[c, "coded"]).frames
+            - sf.info(VISQOL / pairs.loc[c, "reference"]).frames
+        )
+        assert extra >= found[c].samples - 1024
