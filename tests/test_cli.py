@@ -350,3 +350,18 @@ def test_evaluate_on_another_listening_test(noise_manifest, split_manifest, tmp_
     metrics = json.loads((other / "metrics.json").read_text())["test_sets"]["noise-test"]
     assert metrics["constant_nll"] is None  # no training scores in that manifest: n/a, no crash
     assert (other / "metrics.json").stat().st_mode & 0o044 == 0o044
+
+
+def test_default_root_dir_holds_the_run_and_is_printed_first(
+    tiny_demo, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    main(["fit", "--config", str(REPO / "configs" / "demo.yaml"), "--data.manifest", str(tiny_demo),
+          "--data.progress", "false", "--model.backbone.init_args.preset", "tiny",
+          "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1",
+          "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
+          "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path / "root")])  # fmt: skip
+    run = tmp_path / "root" / "runs" / "demo" / "version_0"
+    assert (run / "best.ckpt").is_file() and not (tmp_path / "runs").exists()
+    out = capsys.readouterr().out
+    assert out.index(f"gml: run folder {run}") < out.index("gml: finished")

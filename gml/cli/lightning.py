@@ -115,7 +115,20 @@ class GMLCLI(LightningCLI):
             if self.trainer.logger is not None:
                 self.trainer.logger.experiment  # noqa: B018 - let the logger create its folder first
             atomic_write_text(run_dir / "config.yaml", config_yaml)
+            # said now, so that a run killed before it ends still tells where it went
+            print(f"gml: run folder {run_dir}", flush=True)
         self.trainer.callbacks.append(EmbedConfig(config_yaml))
+
+    def before_instantiate_classes(self) -> None:
+        # a relative logger save_dir (the configs' "runs") lives under default_root_dir
+        cfg = self.config.get(self.subcommand) if self.subcommand else self.config
+        trainer = cfg.get("trainer") if cfg is not None else None
+        root = trainer.get("default_root_dir") if trainer is not None else None
+        logger = trainer.get("logger") if trainer is not None else None
+        init = getattr(logger, "init_args", None)
+        save_dir = getattr(init, "save_dir", None) if init is not None else None
+        if root and save_dir and not os.path.isabs(str(save_dir)):
+            init.save_dir = os.path.join(str(root), str(save_dir))
 
     def _config_yaml(self) -> str:
         parser = self._parser(self.subcommand)
@@ -144,7 +157,7 @@ class GMLCLI(LightningCLI):
             ckpt.dirpath if ckpt is not None and ckpt.dirpath else (self.trainer.log_dir or ".")
         )
         best = ckpt.best_model_path if ckpt is not None else ""
-        lines = [f"gml: run folder {run_dir}"]
+        lines = [f"gml: finished; run folder {run_dir}"]
         if best:
             score = ckpt.best_model_score
             lines.append(
