@@ -5,8 +5,8 @@ trained with, read from the checkpoint), backbone and head. It reads audio exact
 does (soundfile, resampling to the frontend's rate, mono as L = R), analyses long excerpts in
 windows, and returns the head's score distribution with the statistics a listening test reports.
 
-Scores outside 0–100: the heads' distributions (logistic, gaussian) have unbounded support,
-while a MUSHRA slider stops at 0 and 100. ``mean``, ``std`` and ``ci95`` are those of the
+Scores outside 0–100: the logistic and gaussian heads have unbounded support, while a MUSHRA
+slider stops at 0 and 100 (the censored and beta heads of :mod:`gml.heads` stay on the scale). ``mean``, ``std`` and ``ci95`` are those of the
 model's distribution (what ``gml test`` evaluates); a ``mean`` outside 0–100 is clamped to the
 scale and flagged (``clamped``). Quantiles are those of the score on the slider (the model's
 quantiles clipped to 0–100, which is exact for a rating that saturates at the ends), and
@@ -366,7 +366,9 @@ class Listener:
         model_std = float(getattr(dist, "model_stddev", float("nan")))
         q = quantiles(dist).tolist()
         try:
-            p_out = float(dist.cdf(torch.tensor(SCALE[0])) + 1 - dist.cdf(torch.tensor(SCALE[1])))
+            # below 0 is P(X < 0), not P(X <= 0): a censored head's mass at exactly 0 is inside
+            below = torch.nextafter(torch.tensor(SCALE[0]), torch.tensor(-1.0))
+            p_out = float(dist.cdf(below) + 1 - dist.cdf(torch.tensor(SCALE[1])))
         except NotImplementedError:
             p_out = float("nan")
         hop_s = self.frontend.hop_length / self.frontend.settings()["sample_rate"]

@@ -31,6 +31,25 @@ def infer_out_features(backbone: nn.Module, num_bands: int = 32) -> int:
     return int(y.shape[1])
 
 
+def randomized_pit(dist, scores: Tensor, seed: int = 1234567) -> Tensor:
+    """Probability integral transform of scores under ``dist``: ``F(score)`` for continuous
+    distributions; where ``dist`` has a point mass at the score (censored heads at 0 and 100)
+    a uniform draw in ``[F(score−), F(score)]``, so a calibrated model's PIT is uniform either
+    way (the draws are seeded: reports are reproducible).
+
+    Shape:
+        scores: ``[N, B]`` (broadcast against the batch) → ``[N, B]``.
+    """
+    upper = dist.cdf(scores)
+    lower = dist.cdf(torch.nextafter(scores, torch.full_like(scores, -float("inf"))))
+    jump = (upper - lower).clamp(min=0)
+    if not bool((jump > 1e-6).any()):
+        return upper
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    u = torch.rand(scores.shape, generator=g).to(scores.device, scores.dtype)
+    return lower + u * jump
+
+
 class GMLModule(L.LightningModule):
     """The Generative Machine Listener: frontend settings, backbone and head in one module.
 
@@ -138,7 +157,7 @@ class GMLModule(L.LightningModule):
         per_listener = scores.transpose(0, 1)  # distributions broadcast over a leading dim
         nll_each = -dist.log_prob(per_listener).transpose(0, 1)
         try:
-            pit = dist.cdf(per_listener).transpose(0, 1)
+            pit = randomized_pit(dist, per_listener).transpose(0, 1)
         except NotImplementedError:  # a user's distribution without a closed-form CDF
             pit = torch.full_like(scores, float("nan"))
         return {

@@ -230,3 +230,17 @@ def test_listener_accepts_a_module(tiny_run, tmp_path):
     ref, cod = write_pair(tmp_path)
     assert lis.checkpoint.endswith("best.ckpt")
     assert np.isfinite(lis.predict(ref, cod).mean)
+
+
+def test_randomized_pit_is_uniform_for_a_censored_model():
+    from gml.heads import CensoredLogistic
+    from gml.module import randomized_pit
+
+    dist = CensoredLogistic(torch.tensor([92.0]), torch.tensor([6.0]))  # ~1/5 of mass at 100
+    torch.manual_seed(0)
+    scores = dist.sample((20000,))
+    assert (scores == 100).float().mean() > 0.15
+    pit = randomized_pit(dist, scores).squeeze(1).numpy()
+    assert sps.kstest(pit, "uniform").pvalue > 0.001
+    plain = dist.cdf(scores).squeeze(1).numpy()  # without randomizing: a pile at 1
+    assert sps.kstest(plain, "uniform").pvalue < 1e-6

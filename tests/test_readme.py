@@ -54,3 +54,33 @@ def test_head_example_runs_as_written(tmp_path, monkeypatch):
                                      'pip install ".[test]" && pytest'])  # fmt: skip
 def test_readme_keeps_the_two_commands(command):
     assert command in README.read_text(encoding="utf-8")
+
+
+def test_heads_doc_example_runs_as_written(tmp_path, monkeypatch):
+    """docs/heads.md's complete example, saved as a module, builds a head that gives a
+    distribution with the contract's methods."""
+    doc = README.parent / "docs" / "heads.md"
+    code = re.search(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), re.S).group(1)
+    assert len(code.strip().splitlines()) <= 30
+    (tmp_path / "doc_heads.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    import torch
+
+    from gml.heads import DistributionHead
+
+    module = importlib.import_module("doc_heads")
+    heads = [
+        v
+        for v in vars(module).values()
+        if isinstance(v, type) and issubclass(v, DistributionHead) and v is not DistributionHead
+    ]
+    assert heads
+    head = heads[0]()
+    head.build(8)
+    dist = head(torch.randn(4, 8))
+    scores = torch.full((4,), 60.0)
+    assert dist.batch_shape == (4,) and torch.isfinite(head.nll(dist, scores)).all()
+    assert torch.isfinite(dist.mean).all() and torch.isfinite(dist.stddev).all()
+    sys.modules.pop("doc_heads", None)

@@ -4,13 +4,31 @@ naming it by ``class_path`` in YAML; the registry here is only a convenience for
 from __future__ import annotations
 
 from gml.heads.base import DistributionHead, positive_scale
+from gml.heads.beta import BetaHead, ScaledBeta
+from gml.heads.censored import (
+    CensoredGaussianHead,
+    CensoredHead,
+    CensoredLocationScale,
+    CensoredLogistic,
+    CensoredLogisticHead,
+    CensoredNormal,
+)
 from gml.heads.distributions import EqualMixture, Logistic, PointMass
 from gml.heads.gaussian import GaussianHead
 from gml.heads.location_scale import LocationScaleHead
 from gml.heads.logistic import LogisticHead
+from gml.heads.mixture import LocationScaleMixture, MixtureHead
 from gml.heads.point import PointHead
 
-_BUILTIN = {"logistic": LogisticHead, "gaussian": GaussianHead, "point": PointHead}
+_BUILTIN = {
+    "logistic": LogisticHead,
+    "gaussian": GaussianHead,
+    "point": PointHead,
+    "censored_logistic": CensoredLogisticHead,
+    "censored_gaussian": CensoredGaussianHead,
+    "beta": BetaHead,
+    "mixture": MixtureHead,
+}
 
 
 def _is_concrete(cls: type[DistributionHead]) -> bool:
@@ -37,8 +55,9 @@ def list_heads() -> dict[str, type[DistributionHead]]:
 
 
 def get_head(name: str, **kwargs) -> DistributionHead:
-    """Instantiate a head by short name (``"logistic"``, ``"gaussian"``, ``"point"``) or by
-    dotted ``class_path``.
+    """Instantiate a head by short name (``"logistic"``, ``"gaussian"``, ``"point"``,
+    ``"censored_logistic"``, ``"censored_gaussian"``, ``"beta"``, ``"mixture"``) or by dotted
+    ``class_path``.
 
     Raises:
         KeyError: unknown name; the message lists the known ones.
@@ -58,14 +77,24 @@ def get_head(name: str, **kwargs) -> DistributionHead:
 
 
 __all__ = [
+    "BetaHead",
+    "CensoredGaussianHead",
+    "CensoredHead",
+    "CensoredLocationScale",
+    "CensoredLogistic",
+    "CensoredLogisticHead",
+    "CensoredNormal",
     "DistributionHead",
     "EqualMixture",
     "GaussianHead",
     "Logistic",
     "LocationScaleHead",
+    "LocationScaleMixture",
     "LogisticHead",
+    "MixtureHead",
     "PointHead",
     "PointMass",
+    "ScaledBeta",
     "get_head",
     "list_heads",
     "positive_scale",

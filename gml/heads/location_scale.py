@@ -49,4 +49,8 @@ class LocationScaleHead(DistributionHead):
         """
         loc = self.location(params[..., 0])
         scale = positive_scale(params[..., 1], self.min_scale, self.scale_unit)
-        return self.distribution_class(loc, scale * factor)
+        return self.make_distribution(loc, scale * factor)
+
+    def make_distribution(self, loc: Tensor, scale: Tensor) -> Distribution:
+        """The distribution for a location and scale (a subclass adds its own settings)."""
+        return self.distribution_class(loc, scale)
