@@ -227,3 +227,26 @@ def test_folds_stable_when_a_test_is_added():
     before = assign_folds(keys, 5, seed=1)
     after = assign_folds(more.reset_index(drop=True), 5, seed=1)[4:]
     np.testing.assert_array_equal(before, after)
+
+
+def test_a_truncated_file_is_an_error_naming_row_and_file(noise_manifest, tmp_path):
+    """A WAV header with a few samples used to give all-zero features and a score of -27."""
+    import shutil
+
+    import pandas as pd
+    import soundfile as sf
+
+    from gml.data.datamodule import GMLDataModule
+    from gml.data.manifest import ManifestError
+
+    root = tmp_path / "copy"
+    shutil.copytree(noise_manifest.parent, root)
+    df = pd.read_csv(root / "manifest.csv")
+    sf.write(root / "wav" / "cut.wav", np.zeros(4, np.float32), 48000)
+    df.loc[df["coded"] == df["coded"].iloc[7], "coded"] = "wav/cut.wav"
+    df.to_csv(root / "manifest.csv", index=False)
+    dm = GMLDataModule(str(root / "manifest.csv"), progress=False, cache_dir=str(tmp_path / "c"))
+    with pytest.raises(
+        ManifestError, match=r"manifest\.csv: row \d+, column 'coded': .*cut\.wav: lasts 0\.1 ms"
+    ):
+        dm.setup("fit")

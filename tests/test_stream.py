@@ -76,13 +76,10 @@ def test_blocks_shorter_than_a_frame(tmp_path, frontend, rate):
 @pytest.mark.parametrize(
     ("rate", "n"),
     [
-        (48000, 1),
-        (48000, 1000),  # shorter than one window: padded to one window, T = 1
         (48000, WIN),
         (48000, WIN + HOP - 1),
         (48000, WIN + HOP),
-        (44100, 1000),
-        (16000, 1279),  # 3837 samples at 48 kHz, just short of a window
+        (16000, 1280),  # exactly one window at 48 kHz
     ],
 )
 def test_short_files(tmp_path, frontend, rate, n):
@@ -90,6 +87,13 @@ def test_short_files(tmp_path, frontend, rate, n):
     spec, info = streamed_spectrogram(path, frontend, block_seconds=0.01)
     _assert_same(spec, _whole(path, frontend))
     assert info.samples == n
+
+
+@pytest.mark.parametrize(("rate", "n"), [(48000, 1), (48000, 1000), (44100, 1000), (16000, 1279)])
+def test_files_shorter_than_one_frame_are_refused(tmp_path, frontend, rate, n):
+    path = _write(tmp_path / "short.wav", _audio(n, 2, rate), rate)
+    with pytest.raises(AudioError, match=r"short\.wav: lasts .* shorter than one 80 ms"):
+        streamed_spectrogram(path, frontend)
 
 
 def test_block_resampler_equals_resample_poly():

@@ -19,6 +19,7 @@ import torch
 
 from gml.atomic import atomic_write
 from gml.features import GammatoneFrontend, load_audio
+from gml.features.audio import check_duration
 
 CACHE_VERSION = 1
 
@@ -85,9 +86,10 @@ class FeatureCache:
             device = next(self.frontend.buffers()).device
             with torch.no_grad():
                 for p, entry in todo:
-                    audio = torch.from_numpy(
-                        load_audio(p, self.frontend.settings()["sample_rate"])
-                    ).to(device)
+                    rate = self.frontend.settings()["sample_rate"]
+                    samples = load_audio(p, rate)
+                    check_duration(p, samples.shape[1] / rate, self.frontend.win_length / rate)
+                    audio = torch.from_numpy(samples).to(device)
                     spec = self.frontend.spectrogram(audio).float().cpu().contiguous()
                     atomic_write(entry, lambda f, a=spec.numpy(): np.save(f, a))
                     out[p] = spec

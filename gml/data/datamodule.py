@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from gml.data.cache import FeatureCache, default_cache_dir
 from gml.data.manifest import Manifest, ManifestError
-from gml.features import GammatoneFrontend
+from gml.features import AudioError, GammatoneFrontend
 from gml.stats import STIMULUS_KEY
 
 BUILTIN_DEMO = "builtin:demo"
@@ -251,9 +251,12 @@ class GMLDataModule(L.LightningDataModule):
         by_stim = self.manifest.ratings.groupby(list(STIMULUS_KEY), sort=True)["score"]
         scores = [g.to_numpy(dtype=np.float32) for _, g in by_stim]
         cache_dir = None if self.cache_dir is None else Path(self.cache_dir) / "features"
-        feats = FeatureCache(self.frontend, cache_dir, progress=self.progress).get_many(
-            self.manifest.audio_files()
-        )
+        try:
+            feats = FeatureCache(self.frontend, cache_dir, progress=self.progress).get_many(
+                self.manifest.audio_files()
+            )
+        except AudioError as err:
+            raise ManifestError(self.manifest.locate(str(err)) + str(err)) from None
         self._stimuli = _Stimuli(table, feats, scores)
         self.partition = self.assign_partition(table)
         self.test_sets = sorted(table.loc[self.partition == "test", "test"].unique())

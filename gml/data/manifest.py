@@ -155,6 +155,16 @@ class Manifest:
             extra["split"] = ("split", "first")
         return stimulus_table(self.ratings, extra)
 
+    def locate(self, message: str) -> str:
+        """``"<manifest>: row R, column 'C': "`` for the first row naming the audio file that
+        an error message starts with (empty when none does), to put in front of it."""
+        for col in ("reference", "coded"):
+            for path in self.ratings[col].unique():
+                if message.startswith(f"{path}:"):
+                    row = int(np.flatnonzero(self.ratings[col].eq(path).to_numpy())[0])
+                    return f"{self.path or '<manifest>'}: row {row + 2}, column '{col}': "
+        return ""
+
     def audio_files(self) -> list[str]:
         """Every distinct audio file, sorted."""
         return sorted(set(self.ratings["reference"]) | set(self.ratings["coded"]))

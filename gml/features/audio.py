@@ -104,6 +104,16 @@ def check_layout(name: str, num_channels: int, num_samples: int) -> None:
         raise AudioError(f"{name}: has no samples; gml expects a non-empty signal")
 
 
+def check_duration(name: str, seconds: float, min_seconds: float) -> None:
+    """Raise :class:`AudioError` for a signal shorter than one analysis frame: its features
+    would be padding (a truncated file gave all-zero features and a nonsense score)."""
+    if seconds < min_seconds:
+        raise AudioError(
+            f"{name}: lasts {1000 * seconds:.1f} ms, shorter than one {1000 * min_seconds:.0f} ms "
+            "analysis frame; gml expects at least one frame of audio (is the file truncated?)"
+        )
+
+
 def check_finite(name: str, data: np.ndarray) -> None:
     """Raise :class:`AudioError` if ``data`` holds a NaN or infinite sample."""
     if not np.isfinite(data).all():

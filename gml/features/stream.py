@@ -34,6 +34,7 @@ from scipy.signal import resample_poly
 
 from gml.features.audio import (
     AudioError,
+    check_duration,
     check_exists,
     check_finite,
     check_layout,
@@ -135,8 +136,9 @@ def streamed_spectrogram(
           ``T = frontend.num_frames(ceil(samples * rate / sample_rate))``.
 
     Raises:
-        AudioError: As :func:`audio_info`, or a block contains NaN/inf samples, or the file
-            cannot be decoded part-way; the message starts with the path.
+        AudioError: As :func:`audio_info`, or the signal is shorter than one analysis frame
+            (80 ms), or a block contains NaN/inf samples, or the file cannot be decoded
+            part-way; the message starts with the path.
         ValueError: ``block_seconds`` is not a positive finite number.
     """
     if not (math.isfinite(block_seconds) and block_seconds > 0):
@@ -152,6 +154,7 @@ def streamed_spectrogram(
         )
         # resample_poly gives ceil(n * up / down) samples, i.e. ceil(n * target_rate / rate).
         samples = -(-reader.info.samples * target_rate // rate)
+        check_duration(reader.info.source, samples / target_rate, frontend.win_length / target_rate)
         skip = max(0, int(skip_samples))
         framer = _Framer(frontend, frontend.num_frames(max(0, samples - skip)))
 
