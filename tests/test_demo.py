@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from gml.data import demo
+from gml.data import demo, demo_panel
 
 SMALL = dict(
     seconds=1.0, music_items=2, speech_items=2, music_listeners=3, speech_listeners=2, seed=0
@@ -95,6 +96,27 @@ def test_sidecar_says_synthetic(small):
     assert "synthetic" in meta["description"].lower()
     assert meta["params"]["seed"] == SMALL["seed"]
     assert "synthetic" in demo.__doc__.lower()
+
+
+def test_sidecar_records_the_panel(small):
+    meta = json.loads((small.parent / "demo.json").read_text())
+    assert meta["panel"]["settings"] == asdict(demo_panel.DEFAULT_SETTINGS)
+    assert "simulated" in meta["panel"]["model"]
+
+
+def test_cached_demo_of_an_older_version_is_regenerated(tmp_path):
+    assert demo.DEMO_VERSION >= 2  # v2: panel fitted to real ratings (gml.data.demo_panel)
+    kw = {**SMALL, "music_items": 1, "speech_items": 1}
+    root = tmp_path / "demo"
+    m = demo.make_demo(root, progress=False, **kw)
+    meta = json.loads((root / "demo.json").read_text())
+    meta["params"]["demo_version"] = 1  # what the v1 generator recorded
+    (root / "demo.json").write_text(json.dumps(meta))
+    old = m.stat().st_ino
+    assert demo.make_demo(root, progress=False, **kw) == m
+    assert json.loads((root / "demo.json").read_text())["params"]["demo_version"] == 2
+    assert m.stat().st_ino != old
+    assert demo.demo_root(tmp_path).name.startswith("demo-v2-")
 
 
 def test_deterministic(tmp_path, small):
@@ -200,6 +222,20 @@ def test_condition_ordering(medium):
     overall = medium.groupby("condition")["score"].mean()
     for d in demo.DEGRADATIONS:
         assert overall[f"{d}_1"] > overall[f"{d}_3"], d
+
+
+def test_panel_behaves_like_a_real_one(medium):
+    """Hidden reference almost always exactly 100; listeners have their own offsets."""
+    ref = medium[medium["condition"] == "reference"].set_index(["test", "item", "listener"])
+    assert (ref["score"] == 100).mean() > 0.9
+    others = medium[medium["condition"] != "reference"]
+    top = others.groupby(["test", "item", "listener"])["score"].max().reindex(ref.index)
+    assert (top[ref["score"] < 100] == 100).all()  # missed only next to a transparent one
+    systems = others[others["condition"].map(demo_panel.demo_kind) == "system"]
+    resid = systems["score"] - systems.groupby(["test", "item", "condition"])["score"].transform(
+        "mean"
+    )
+    assert resid.groupby(systems["listener"]).mean().std() > 2.0
 
 
 def test_audio_matters(medium):

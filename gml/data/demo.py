@@ -25,9 +25,13 @@ latent quality of every stimulus is computed *from the audio* by an objective ba
 log-spectral distance (:func:`objective_distortion`, mapped to 0-100 by fixed constants in
 :func:`distortion_to_quality`), so a constant per condition does not explain the scores.
 
-Simulated listener ``l`` rates a stimulus of latent quality ``q`` as
-``clip(round(q + bias_l + scale_l * Logistic(0, s(q))), 0, 100)`` with ``bias_l ~ N(0, 4)``,
-``scale_l ~ LogNormal(0, 0.25)`` and ``s(q) = 2 + 6 q (100 - q) / 2500``.
+The simulated listeners (:mod:`gml.data.demo_panel`) rate each item's conditions together, as
+in a MUSHRA trial: a listener-specific affine map of ``q`` (own offset and range) plus own-size
+noise for the codec-like conditions, a personal offset for the anchors, the hidden reference at
+100 unless the listener took a transparent-sounding condition for it, then a slider that prefers
+round numbers and clips to integers 0-100. Its settings
+(:data:`gml.data.demo_panel.DEFAULT_SETTINGS`) are fitted to real MUSHRA ratings (SiSEC 2008);
+the listeners are still simulated, so the demo stays synthetic.
 
 Layout written by :func:`make_demo`::
 
@@ -45,12 +49,14 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from scipy import signal
 
+from gml.data import demo_panel
 from gml.data.manifest import REQUIRED_COLUMNS
 
 __all__ = [
@@ -64,7 +70,7 @@ __all__ = [
     "objective_distortion",
 ]
 
-DEMO_VERSION: int = 1
+DEMO_VERSION: int = 2
 """Bump whenever the generated content changes; it is part of the cache folder's name."""
 
 SAMPLE_RATE = 48000
@@ -850,25 +856,16 @@ def distortion_to_quality(d: float | np.ndarray) -> float | np.ndarray:
 # --------------------------------------------------------------------------------------------
 # simulated listeners
 # --------------------------------------------------------------------------------------------
-def _panel(test: str, n: int, seed: int) -> list[tuple[str, float, float]]:
+def _panel(test: str, n: int, seed: int) -> demo_panel.Listeners:
+    """The simulated panel of one listening test (``m01`` ... for music, ``s01`` ... for speech)."""
     rng = _rng(seed, _K_PANEL, _TEST_KEY[test])
     prefix = "m" if test == "demo-music" else "s"
-    bias = rng.normal(0.0, 4.0, n)
-    scale = rng.lognormal(0.0, 0.25, n)
     width = max(2, len(str(n)))
-    return [(f"{prefix}{i + 1:0{width}d}", bias[i], scale[i]) for i in range(n)]
+    ids = [f"{prefix}{i + 1:0{width}d}" for i in range(n)]
+    return demo_panel.draw_listeners(n, rng, demo_panel.DEFAULT_SETTINGS, ids)
 
 
-def _spread(q: float) -> float:
-    return 2.0 + 6.0 * q * (100.0 - q) / 2500.0
-
-
-def _rate(q: float, panel, rng) -> list[int]:
-    noise = rng.logistic(0.0, _spread(q), len(panel))
-    return [
-        int(np.clip(np.round(q + b + s * e), 0, 100))
-        for (_, b, s), e in zip(panel, noise, strict=True)
-    ]
+_KINDS = [demo_panel.demo_kind(c) for c in CONDITIONS]
 
 
 # --------------------------------------------------------------------------------------------
@@ -911,6 +908,7 @@ def _generate(out: Path, p: dict, progress: bool) -> None:
             ref_rel = (folder / "reference.wav").as_posix()
             _write(out / ref_rel, ref_pcm)
             sens = _rng(p["seed"], _K_SENS, _TEST_KEY[test], i).lognormal(0, 0.4, len(DEGRADATIONS))
+            stimuli = []  # (condition, coded path, strength, latent quality) in CONDITIONS order
             for ci, cond in enumerate(CONDITIONS):
                 strength = 0.0
                 if cond == "reference":
@@ -934,15 +932,20 @@ def _generate(out: Path, p: dict, progress: bool) -> None:
                 q = 100.0
                 if cond != "reference":
                     q = distortion_to_quality(_distortion(e_ref, _view_band_energies(coded)))
-                rrng = _rng(p["seed"], _K_RATE, _TEST_KEY[test], i, ci)
-                for (listener, _, _), score in zip(panel, _rate(q, panel, rrng), strict=True):
+                stimuli.append((cond, coded_rel, strength, q))
+                tick()
+            # one MUSHRA trial: the panel rates all conditions of the item together
+            rrng = _rng(p["seed"], _K_RATE, _TEST_KEY[test], i)
+            scores = demo_panel.rate_trial([s[3] for s in stimuli], _KINDS, panel, rrng)
+            for ci, (cond, coded_rel, strength, q) in enumerate(stimuli):
+                for listener, score in zip(panel.ids, scores[:, ci], strict=True):
                     rows.append(
                         (
                             test,
                             item,
                             cond,
                             listener,
-                            score,
+                            int(score),
                             ref_rel,
                             coded_rel,
                             1,
@@ -950,7 +953,6 @@ def _generate(out: Path, p: dict, progress: bool) -> None:
                             f"{q:.2f}",
                         )
                     )
-                tick()
     if progress:
         print(f"  ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
     with open(out / "manifest.csv", "w", newline="", encoding="utf-8") as f:
@@ -964,8 +966,12 @@ def _generate(out: Path, p: dict, progress: bool) -> None:
         "params": p,
         "sample_rate": SAMPLE_RATE,
         "tests": {
-            t: {"items": items, "listeners": [lid for lid, _, _ in _panel(t, nl, p["seed"])]}
+            t: {"items": items, "listeners": list(_panel(t, nl, p["seed"]).ids)}
             for t, (items, nl) in tests.items()
+        },
+        "panel": {
+            "model": "gml.data.demo_panel (simulated listeners; settings fitted to SiSEC08)",
+            "settings": asdict(demo_panel.DEFAULT_SETTINGS),
         },
         "conditions": list(CONDITIONS),
         "nominal_strengths": list(NOMINAL_STRENGTHS),
