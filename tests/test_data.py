@@ -250,3 +250,19 @@ def test_a_truncated_file_is_an_error_naming_row_and_file(noise_manifest, tmp_pa
         ManifestError, match=r"manifest\.csv: row \d+, column 'coded': .*cut\.wav: lasts 0\.1 ms"
     ):
         dm.setup("fit")
+
+
+def test_two_references_for_one_item_name_rows_and_files(noise_manifest, tmp_path):
+    import pandas as pd
+
+    from gml.data.manifest import Manifest, ManifestError
+
+    df = pd.read_csv(noise_manifest)
+    other = df.loc[df["item"] == "item1", "reference"].iloc[0]
+    row = int(np.flatnonzero((df["item"] == "item0") & (df["condition"] == "snr5"))[0])
+    df.loc[(df["item"] == "item0") & (df["condition"] == "snr5"), "reference"] = other
+    with pytest.raises(
+        ManifestError,
+        match=rf"rows 2 and {row + 2}, column 'reference': item noise-test/item0 names two reference files .*item0_ref\.wav and .*item1_ref\.wav",
+    ):
+        Manifest.from_frame(df, base_dir=noise_manifest.parent, source="m.csv")

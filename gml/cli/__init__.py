@@ -20,6 +20,10 @@ EXTRA_COMMANDS = {
     "predict": ("gml.cli.predict", "score reference/coded audio pairs with a trained listener"),
     "compare": ("gml.cli.compare", "compare two codecs over the same references (A - B)"),
     "calibrate": ("gml.cli.calibrate", "fit a factor on the predicted listener spread"),
+    "import": (
+        "gml.cli.import_",
+        "listening-test results (webMUSHRA, BeaqleJS, ODAQ XML, CSV) → manifest",
+    ),
     "cv": ("gml.cv", "k-fold cross-validation: one model per fold, pooled metrics per test set"),
     "table": ("gml.table", "Table-I-style comparison of several runs (Markdown / CSV)"),
     "configs": ("gml.cli.configs", "list the configurations shipped with gml"),

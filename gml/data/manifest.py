@@ -133,12 +133,21 @@ class Manifest:
                         raise ManifestError(
                             f"{source}: row {r + 2}, column '{col}': audio file not found: {absolute}"
                         )
-        incons = df.groupby(list(STIMULUS_KEY))[["reference", "coded"]].nunique()
-        if (incons > 1).any(axis=None):
-            key = incons[(incons > 1).any(axis=1)].index[0]
-            raise ManifestError(
-                f"{source}: stimulus {'/'.join(key)} names more than one reference or coded file"
-            )
+        # a stimulus has one coded file, and a trial (test, item) one reference
+        for col, key in (("reference", ["test", "item"]), ("coded", list(STIMULUS_KEY))):
+            first = df.groupby(key, sort=False)[col].transform("first")
+            bad = np.flatnonzero(df[col].ne(first).to_numpy())
+            if len(bad):
+                r = int(bad[0])
+                same = df[key].iloc[r]
+                mask = (df[key] == same).all(axis=1).to_numpy()
+                r0 = int(np.flatnonzero(mask)[0])
+                what = "item" if col == "reference" else "stimulus"
+                raise ManifestError(
+                    f"{source}: rows {r0 + 2} and {r + 2}, column '{col}': {what} "
+                    f"{'/'.join(map(str, same))} names two {col} files ({df[col].iloc[r0]} and "
+                    f"{df[col].iloc[r]}); expected one per {what}"
+                )
         return cls(df.reset_index(drop=True), Path(source) if source != "<manifest>" else None)
 
     @property
