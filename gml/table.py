@@ -21,6 +21,10 @@ from gml.report import atomic_write_text, fmt
 CANDIDATES = ("cv/metrics.json", "test-best/metrics.json", "metrics.json")
 
 
+#: ``--coverage`` columns: share of individual scores inside the central 50 % / 90 % interval.
+COVERAGE_COLUMNS = [("coverage_50", "cov50", 0.5), ("coverage_90", "cov90", 0.9)]
+
+
 def find_metrics(path: str | Path) -> Path:
     """The ``metrics.json`` a run path names."""
     p = Path(path)
@@ -68,6 +72,10 @@ def best_marks(runs, test_sets, columns) -> set[tuple[int, str, str]]:
             vals = [(i, v) for i, v in vals if v is not None and math.isfinite(v)]
             if not vals:
                 continue
+            if not isinstance(higher, bool):  # a target value: the closest is best
+                best = min(abs(v - higher) for _, v in vals)
+                marks |= {(i, t, key) for i, v in vals if abs(v - higher) == best}
+                continue
             best = max(v for _, v in vals) if higher else min(v for _, v in vals)
             marks |= {(i, t, key) for i, v in vals if v == best}
     return marks
@@ -100,7 +108,10 @@ def render(runs, fmt_name: str = "md", columns=None) -> str:
         w.writerow(header)
         w.writerows(rows)
         return buf.getvalue()
-    arrows = {k: ("↑" if h else "↓" if h is not None else "") for k, _, h in columns}
+    arrows = {
+        k: ("" if h is None else f"→{h:g}" if not isinstance(h, bool) else "↑" if h else "↓")
+        for k, _, h in columns
+    }
     header = ["model"] + [f"{t} {h} {arrows[k]}".rstrip() for t in test_sets for k, h, _ in columns]
     lines = [
         "| " + " | ".join(header) + " |",
@@ -121,11 +132,17 @@ def main(argv: list[str]) -> None:
     p.add_argument("--names", nargs="+", help="row names (default: the run's name)")
     p.add_argument("--md", help="also write the Markdown table to this file")
     p.add_argument("--csv", help="also write a CSV table to this file")
+    p.add_argument(
+        "--coverage",
+        action="store_true",
+        help="add the coverage of the central 50 %% / 90 %% intervals (best: closest to nominal)",
+    )
     args = p.parse_args(argv)
     runs = load_runs(args.runs, args.names)
-    md = render(runs, "md")
+    columns = list(TABLE_COLUMNS) + (COVERAGE_COLUMNS if args.coverage else [])
+    md = render(runs, "md", columns)
     print(md, end="")
     if args.md:
         atomic_write_text(Path(args.md), md)
     if args.csv:
-        atomic_write_text(Path(args.csv), render(runs, "csv"))
+        atomic_write_text(Path(args.csv), render(runs, "csv", columns))

@@ -211,3 +211,15 @@ def test_cv_calibrate_pools_the_calibrated_folds(tiny_demo, tmp_path, capsys):
     b = pd.read_csv(out / "cv-calibrated" / "predictions.csv")
     pd.testing.assert_series_equal(a["predicted_mean"], b["predicted_mean"], atol=1e-3)
     assert "spread factor" in capsys.readouterr().out
+
+
+def test_table_coverage_columns_mark_the_closest_to_nominal():
+    from gml.table import COVERAGE_COLUMNS, render
+
+    runs = [
+        ("a", {"t": {"coverage_50": 0.40, "coverage_90": 0.95}}),
+        ("b", {"t": {"coverage_50": 0.55, "coverage_90": 0.80}}),
+    ]
+    md = render(runs, "md", COVERAGE_COLUMNS)
+    assert "t cov50 →0.5" in md
+    assert "| a | 0.400 | **0.950** |" in md and "| b | **0.550** | 0.800 |" in md
