@@ -816,3 +816,30 @@ def test_sisec08_ratings_import(tmp_path, capsys):
     kept = Manifest.read(tmp_path / "screened.csv", check_audio=False).ratings
     assert set(kept["listener"]) == set(fail.index[~fail])
     assert f"{int(fail.sum())} of 14 listener(s) screened out" in capsys.readouterr().out
+
+
+def test_webmushra_round_trip_fit_and_test(tmp_path, capsys, monkeypatch):
+    """webMUSHRA results + config + audio → gml import → gml fit → gml test."""
+    trials = tuple(f"trial{k}" for k in range(1, 6))
+    root = tmp_path / "wm"
+    cfg = _config(root, "t1", trials=trials, seconds=0.5)
+    res = _results(
+        root / "results" / "t1" / "mushra.csv",
+        "t1",
+        list(zip(ANSWERS, (40, 50, 60))),
+        uuid=True,
+        trials=trials,
+    )
+    out = tmp_path / "data" / "manifest.csv"
+    _gml("webmushra", res, "--config", cfg, "--out", out)
+    monkeypatch.chdir(tmp_path)
+    cli.main(["fit", "--config", "demo", "--data.manifest", str(out), "--data.num_folds", "5",
+              "--model.backbone.init_args.preset", "tiny", "--trainer.max_epochs", "1",
+              "--trainer.limit_train_batches", "2", "--trainer.accelerator", "cpu",
+              "--trainer.enable_progress_bar", "false", "--data.progress", "false"])  # fmt: skip
+    run = tmp_path / "runs" / "demo" / "version_0"
+    cli.main(["test", "--ckpt", str(run), "--trainer.enable_progress_bar", "false",
+              "--data.progress", "false"])  # fmt: skip
+    metrics = json.loads((run / "test-best" / "metrics.json").read_text())
+    assert list(metrics["test_sets"]) == ["t1"] and metrics["test_sets"]["t1"]["n_stimuli"] == 5
+    assert "anchor35" in pd.read_csv(run / "test-best" / "predictions.csv")["condition"].tolist()
