@@ -266,3 +266,17 @@ def test_two_references_for_one_item_name_rows_and_files(noise_manifest, tmp_pat
         match=rf"rows 2 and {row + 2}, column 'reference': item noise-test/item0 names two reference files .*item0_ref\.wav and .*item1_ref\.wav",
     ):
         Manifest.from_frame(df, base_dir=noise_manifest.parent, source="m.csv")
+
+
+def test_data_module_takes_a_manifest_or_an_import_result(noise_manifest, tmp_path):
+    from types import SimpleNamespace
+
+    from gml.data.datamodule import GMLDataModule
+    from gml.data.manifest import Manifest
+
+    m = Manifest.read(noise_manifest)
+    for source in (m, SimpleNamespace(manifest=m)):  # an importer's result has .manifest
+        dm = GMLDataModule(source, progress=False, cache_dir=str(tmp_path / "c"))
+        dm.setup("fit")
+        assert dm.manifest is m and dm.manifest_path() == noise_manifest
+        assert len(dm.stimuli) == 18

@@ -18,18 +18,11 @@ import numpy as np
 import torch
 
 from gml.atomic import atomic_write
+from gml.data.paths import default_cache_dir
 from gml.features import GammatoneFrontend, load_audio
 from gml.features.audio import check_duration
 
 CACHE_VERSION = 1
-
-
-def default_cache_dir() -> Path:
-    """``$GML_CACHE_DIR``, else ``$XDG_CACHE_HOME/gml``, else ``~/.cache/gml``."""
-    if os.environ.get("GML_CACHE_DIR"):
-        return Path(os.environ["GML_CACHE_DIR"])
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "gml"
 
 
 class FeatureCache:

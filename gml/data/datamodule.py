@@ -16,8 +16,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from gml.data.cache import FeatureCache, default_cache_dir
+from gml.data.cache import FeatureCache
 from gml.data.manifest import Manifest, ManifestError
+from gml.data.paths import default_cache_dir
 from gml.features import AudioError, GammatoneFrontend
 from gml.stats import STIMULUS_KEY
 
@@ -154,8 +155,10 @@ class GMLDataModule(L.LightningDataModule):
     dataloader per listening test (:attr:`test_sets` names them in order).
 
     Args:
-        manifest: Path of a manifest CSV, or ``"builtin:demo"`` for the built-in synthetic demo
-            listening test (generated on first use into the cache folder).
+        manifest: The listening-test source: the path of a manifest CSV, ``"builtin:demo"``
+            for the built-in synthetic demo (generated on first use into the cache folder), or
+            from Python a :class:`~gml.data.manifest.Manifest` or an importer's result
+            (``gml.data.importers``).
         num_folds: Number of item-grouped folds (ignored with a ``split`` column).
         fold: Which fold is held out (for testing, or validation with ``fold_role="val"``).
         fold_role: What the held-out fold is used for: ``"test"`` or ``"val"``.
@@ -202,6 +205,13 @@ class GMLDataModule(L.LightningDataModule):
             raise ManifestError(f"data.fold: {fold}; expected 0 to {num_folds - 1}")
         if not 0.0 < val_fraction < 1.0:
             raise ManifestError(f"data.val_fraction: {val_fraction}; expected between 0 and 1")
+        # a source: a manifest CSV path, "builtin:demo", or (from Python) a Manifest or an
+        # importer's result (anything with a .manifest), used as it is
+        source = getattr(manifest, "manifest", manifest)
+        self._given: Manifest | None = source if isinstance(source, Manifest) else None
+        if self._given is not None:
+            path = self._given.path
+            manifest = str(path) if path is not None else "<in-memory manifest>"
         self.manifest_arg = manifest
         self.num_folds = num_folds
         self.fold = fold
@@ -230,6 +240,8 @@ class GMLDataModule(L.LightningDataModule):
 
     def manifest_path(self) -> Path:
         """The manifest file, building the built-in demo first when asked for it."""
+        if self._given is not None:
+            return Path(self.manifest_arg)
         if self.manifest_arg == BUILTIN_DEMO:
             from gml.data.demo import demo_manifest
 
@@ -241,12 +253,15 @@ class GMLDataModule(L.LightningDataModule):
         return Path(os.path.expanduser(self.manifest_arg))
 
     def prepare_data(self) -> None:
-        self.manifest_path()
+        if self._given is None:
+            self.manifest_path()
 
     def setup(self, stage: str | None = None) -> None:
         if self._stimuli is not None:
             return
-        self.manifest = Manifest.read(self.manifest_path())
+        self.manifest = (
+            self._given if self._given is not None else Manifest.read(self.manifest_path())
+        )
         table = self.manifest.stimuli()
         by_stim = self.manifest.ratings.groupby(list(STIMULUS_KEY), sort=True)["score"]
         scores = [g.to_numpy(dtype=np.float32) for _, g in by_stim]

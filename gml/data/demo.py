@@ -58,6 +58,7 @@ from scipy import signal
 
 from gml.data import demo_panel
 from gml.data.manifest import REQUIRED_COLUMNS
+from gml.data.paths import default_cache_dir
 
 __all__ = [
     "CONDITIONS",
@@ -109,16 +110,6 @@ _P = 1.47
 # --------------------------------------------------------------------------------------------
 # cache location and public entry points
 # --------------------------------------------------------------------------------------------
-def _default_cache() -> Path:
-    env = os.environ.get("GML_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg).expanduser() / "gml"
-    return Path.home() / ".cache" / "gml"
-
-
 def _params(seconds, music_items, speech_items, music_listeners, speech_listeners, seed) -> dict:
     p = dict(
         demo_version=DEMO_VERSION,
@@ -156,7 +147,7 @@ def demo_root(
     (music items x listeners, speech items x listeners, seconds, seed).
     """
     p = _params(seconds, music_items, speech_items, music_listeners, speech_listeners, seed)
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else _default_cache()
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     tag = (
         f"m{p['music_items']}x{p['music_listeners']}-s{p['speech_items']}x{p['speech_listeners']}"
         f"-{p['seconds']:g}s-seed{p['seed']}"
