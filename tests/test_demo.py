@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -261,3 +262,20 @@ def test_objective_measure():
     assert 0 < small_noise < lowpassed
     q = demo.distortion_to_quality(np.array([0.5, 2.0, 8.0]))
     assert np.all(np.diff(q) < 0)
+
+
+def test_a_killed_writers_temporary_folder_is_removed_by_the_next_run(tmp_path):
+    import subprocess
+    import sys
+
+    from gml.data.demo import _remove_stale_temps
+
+    root = tmp_path / "demo"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    stale = tmp_path / f".demo.tmp-{dead}-abc"
+    live = tmp_path / f".demo.tmp-{os.getpid()}-def"
+    for d in (stale, live):
+        (d / "wav").mkdir(parents=True)
+    _remove_stale_temps(root)
+    assert not stale.exists() and live.exists()  # a running writer's folder stays

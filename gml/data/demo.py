@@ -197,7 +197,8 @@ def make_demo(
     _check_replaceable(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(root)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    # the writer's PID in the name lets the next run see that a killed writer's folder is stale
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-{os.getpid()}-", dir=root.parent))
     try:
         _generate(tmp, p, progress)
         _install(tmp, root, p)
@@ -236,12 +237,28 @@ def _check_replaceable(root: Path) -> None:
         )
 
 
+def _writer_gone(d: Path, root: Path) -> bool:
+    """A temporary folder named with its writer's PID whose process no longer runs."""
+    pid = d.name[len(f".{root.name}.tmp-") :].split("-", 1)[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # e.g. another user's process: alive
+        return False
+    return False
+
+
 def _remove_stale_temps(root: Path, max_age_s: float = 6 * 3600) -> None:
+    """Remove temporaries of interrupted runs: those whose writer is gone at once (a killed
+    run left ~70 MB behind), others once older than ``max_age_s``."""
     now = time.time()
     for pattern in (f".{root.name}.tmp-*", f".{root.name}.old-*"):
         for d in root.parent.glob(pattern):
             try:
-                if now - d.stat().st_mtime > max_age_s:
+                if _writer_gone(d, root) or now - d.stat().st_mtime > max_age_s:
                     shutil.rmtree(d, ignore_errors=True)
             except OSError:
                 pass
