@@ -150,6 +150,7 @@ class TestReport(Callback):
             for k in ("pred_mean", "pred_std", "pred_ci", "pred_model_std")
         }
         rec["index"] = outputs["index"].cpu()
+        rec["clamped"] = outputs["clamped"].cpu()
         rec["pit"] = outputs["pit"].detach().float().cpu()
         rec["set"] = torch.full_like(rec["index"], dataloader_idx)
         self._records.append(rec)
@@ -176,16 +177,17 @@ class TestReport(Callback):
             for k in ("index", "pred_mean", "pred_std", "pred_ci")
         }
         frame = report.predictions_frame(stimuli, preds, ratings)
+        # per-stimulus columns beside the predicted CI (predictions.csv is sorted by stimulus)
+        extra = pd.DataFrame(stimuli.reset_index(drop=True).loc[preds["index"], list(STIMULUS_KEY)])
+        extra["clamped"] = torch.cat([r["clamped"] for r in self._records]).numpy()
         model_std = torch.cat([r["pred_model_std"] for r in self._records]).numpy()
         if np.isfinite(model_std).any():  # an ensemble: its members' disagreement too
-            by_index = pd.Series(model_std, index=preds["index"])
-            order = stimuli.reset_index(drop=True).loc[preds["index"], list(STIMULUS_KEY)]
-            lookup = dict(zip(map(tuple, order.to_numpy()), by_index.to_numpy()))
-            frame.insert(
-                frame.columns.get_loc("predicted_ci95") + 1,
-                "predicted_model_std",
-                [lookup[tuple(k)] for k in frame[list(STIMULUS_KEY)].to_numpy()],
-            )
+            extra["predicted_model_std"] = model_std
+        cols = list(frame.columns)
+        at = cols.index("predicted_ci95") + 1
+        frame = frame.merge(extra, on=list(STIMULUS_KEY), how="left")
+        added = [c for c in ("predicted_model_std", "clamped") if c in extra]
+        frame = frame[cols[:at] + added + cols[at:]]
         pit = self._pit_frame(stimuli, ratings)
         train_keys = stimuli.loc[stimuli["partition"] == "train", list(STIMULUS_KEY)]
         train_scores = ratings.merge(train_keys, on=list(STIMULUS_KEY))["score"].to_numpy()

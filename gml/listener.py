@@ -29,7 +29,7 @@ from torch.distributions import Categorical, Distribution, MixtureSameFamily
 
 from gml.checkpoint import load_module
 from gml.heads import EqualMixture
-from gml.stats import ci_halfwidth
+from gml.stats import SCORE_RANGE, ci_halfwidth
 
 __all__ = [
     "QUANTILES",
@@ -44,7 +44,7 @@ __all__ = [
 
 #: Probabilities of the reported quantiles (5, 25, 50, 75, 95 %).
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-SCALE = (0.0, 100.0)
+SCALE = SCORE_RANGE
 
 AudioInput = Any  # a path, or (array, sample_rate)
 

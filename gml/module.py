@@ -13,7 +13,7 @@ from gml.augment import BatchAugment
 from gml.errors import GMLError
 from gml.features import GammatoneFrontend
 from gml.heads import DistributionHead, LogisticHead
-from gml.stats import ci_halfwidth
+from gml.stats import SCORE_RANGE, ci_halfwidth
 
 
 def infer_out_features(backbone: nn.Module, num_bands: int = 32) -> int:
@@ -162,7 +162,9 @@ class GMLModule(L.LightningModule):
             pit = torch.full_like(scores, float("nan"))
         return {
             "index": batch["index"],
-            "pred_mean": dist.mean,
+            # the mean of a rating on a 0-100 slider lies on the scale: clamp, and flag it
+            "pred_mean": dist.mean.clamp(*SCORE_RANGE),
+            "clamped": (dist.mean < SCORE_RANGE[0]) | (dist.mean > SCORE_RANGE[1]),
             "pred_std": pred_std,
             "pred_model_std": model_std,
             "pred_ci": ci_halfwidth(pred_std, n),

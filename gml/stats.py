@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "SCORE_RANGE",
     "STIMULUS_KEY",
     "StimulusStats",
     "ci_halfwidth",
@@ -27,6 +28,9 @@ __all__ = [
     "stimulus_table",
     "t_quantile",
 ]
+
+#: The MUSHRA scale: a slider from 0 to 100.
+SCORE_RANGE: tuple[float, float] = (0.0, 100.0)
 
 #: The columns that identify a stimulus: one condition of one item in one listening test.
 STIMULUS_KEY: tuple[str, str, str] = ("test", "item", "condition")

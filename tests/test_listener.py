@@ -244,3 +244,13 @@ def test_randomized_pit_is_uniform_for_a_censored_model():
     assert sps.kstest(pit, "uniform").pvalue > 0.001
     plain = dist.cdf(scores).squeeze(1).numpy()  # without randomizing: a pile at 1
     assert sps.kstest(plain, "uniform").pvalue < 1e-6
+
+
+def test_test_reports_clamp_and_flag_means_outside_the_scale(tiny_run, tmp_path):
+    model = load_module(tiny_run / "best.ckpt")
+    model.head.score_offset = -80.0  # every predicted mean below 0
+    ev = gml.evaluate(model, out_dir=tmp_path / "ev")
+    preds = pd.read_csv(tmp_path / "ev" / "predictions.csv")
+    assert preds["clamped"].all() and (preds["predicted_mean"] == 0).all()
+    assert list(preds.columns[8:10]) == ["predicted_ci95", "clamped"]
+    assert np.isfinite(ev.results["noise-test"]["nll"])
