@@ -17,13 +17,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from gml.cli.common import add_listener_arguments, load_listener
 from gml.errors import GMLError
 
 DEFAULT_OUT = Path("compare-report") / "report.md"
-
-
-def _models(ckpts: list[str]) -> str | list[str]:
-    return ckpts[0] if len(ckpts) == 1 else ckpts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,13 +30,6 @@ def build_parser() -> argparse.ArgumentParser:
         "difference A - B per item and over all items, its 95 %% CI for N listeners, the "
         "power of a paired t-test with N listeners (simulated panels) and the N that reaches "
         "80 %% power.",
-    )
-    p.add_argument(
-        "--ckpt",
-        required=True,
-        action="append",
-        help="checkpoint (best.ckpt) or run folder; repeat it to use several models as one "
-        "ensemble listener",
     )
     p.add_argument("--reference-dir", required=True, help="folder of references")
     p.add_argument("--a", required=True, metavar="DIR_A", help="folder of codec A's files")
@@ -61,11 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"Markdown report; compare.png, per_item.csv and power_curves.csv go beside it "
         f"(default {DEFAULT_OUT})",
     )
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
-    p.add_argument(
-        "--batch-size", type=int, help="windows per forward pass (default: 1 on CPU, 16 on GPU)"
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_listener_arguments(p)
     return p
 
 
@@ -97,9 +83,7 @@ def main(argv: list[str]) -> None:
     for note in match.notes:
         print(f"gml compare: {note}", file=sys.stderr)
 
-    from gml.listener import load
-
-    listener = load(_models(args.ckpt), device=args.device, batch_size=args.batch_size)
+    listener = load_listener(args)
     comparison = compare_matched(
         listener,
         match,

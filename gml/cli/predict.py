@@ -19,14 +19,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gml.cli.common import add_listener_arguments, load_listener
 from gml.errors import GMLError
 
 if TYPE_CHECKING:  # pandas is imported when a command runs, so that --help answers at once
     import pandas as pd
-
-
-def _models(ckpts: list[str]) -> str | list[str]:
-    return ckpts[0] if len(ckpts) == 1 else ckpts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,13 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gml predict",
         description="Predict the MUSHRA listening-test result (mean, listener spread, 95 %% CI "
         "for N listeners, quantiles) of reference/coded audio pairs with a trained listener.",
-    )
-    p.add_argument(
-        "--ckpt",
-        required=True,
-        action="append",
-        help="checkpoint (best.ckpt) or run folder; repeat it to use several models as one "
-        "ensemble listener",
     )
     g = p.add_argument_group("input (one form)")
     g.add_argument("--reference", help="reference audio file (with --coded)")
@@ -64,11 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated panels")
     p.add_argument("--per-window", action="store_true", help="show each analysis window")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
-    p.add_argument(
-        "--batch-size", type=int, help="windows per forward pass (default: 1 on CPU, 16 on GPU)"
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_listener_arguments(p)
     return p
 
 
@@ -115,9 +101,7 @@ def main(argv: list[str]) -> None:
         predict_manifest(args, out)
         return
 
-    from gml.listener import load
-
-    listener = load(_models(args.ckpt), device=args.device, batch_size=args.batch_size)
+    listener = load_listener(args)
     progress = None if not args.no_progress else False
     if forms["--reference/--coded"]:
         pred = listener.predict(
@@ -173,7 +157,6 @@ def predict_manifest(args, out: Path | None) -> None:
     from gml import report
     from gml.checkpoint import build_datamodule, resolve_checkpoint
     from gml.data.manifest import Manifest
-    from gml.listener import load
     from gml.stats import STIMULUS_KEY
 
     ckpt = resolve_checkpoint(args.ckpt[0])  # an ensemble's data: its first member's
@@ -186,7 +169,7 @@ def predict_manifest(args, out: Path | None) -> None:
     stimuli = manifest.stimuli()
     if own:
         stimuli["partition"] = dm.assign_partition(stimuli)
-    listener = load(_models(args.ckpt), device=args.device, batch_size=args.batch_size)
+    listener = load_listener(args)
     frame = listener.predict(
         stimuli["reference"].tolist(),
         stimuli["coded"].tolist(),

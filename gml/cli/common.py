@@ -1,0 +1,30 @@
+"""Options shared by the commands that load a trained listener (predict, compare)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_listener_arguments(p: argparse.ArgumentParser) -> None:
+    """``--ckpt`` (repeatable: an ensemble), ``--device``, ``--batch-size``, ``--no-progress``."""
+    p.add_argument(
+        "--ckpt",
+        required=True,
+        action="append",
+        help="checkpoint (best.ckpt) or run folder; repeat it to use several models as one "
+        "ensemble listener",
+    )
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    p.add_argument(
+        "--batch-size", type=int, help="windows per forward pass (default: 1 on CPU, 16 on GPU)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def load_listener(args: argparse.Namespace):
+    """The :class:`gml.listener.Listener` that the options of :func:`add_listener_arguments`
+    describe."""
+    from gml.listener import load
+
+    models = args.ckpt[0] if len(args.ckpt) == 1 else args.ckpt
+    return load(models, device=args.device, batch_size=args.batch_size)
