@@ -345,10 +345,42 @@ class Listener:
         # drop the delay from the start of the later signal, so frames compare the same sound
         ref, ref_info = self._features(reference, skip=max(0, -delay))
         cod, cod_info = self._features(coded, skip=max(0, delay))
+        self._check_pair(ref_info, cod_info, delay)
         t = max(ref.shape[-1], cod.shape[-1])
         pair = torch.stack([pad_frames(ref, t), pad_frames(cod, t)], dim=1)  # [4, 2, bands, T]
         spans = self._windows(t)
         return [pair[..., s:e] for s, e in spans], spans, ref_info, cod_info, delay
+
+    #: Warn when the aligned signals' lengths differ by more than this (seconds).
+    max_length_difference: float = 1.0
+    #: Warn below this sample rate: the gammatone bands above its Nyquist frequency are empty.
+    min_sample_rate: int = 16000
+
+    def _check_pair(self, ref_info, cod_info, delay: int) -> None:
+        """Warnings for pairs that can be scored but may not mean what the user thinks."""
+        import warnings
+
+        from gml.errors import GMLWarning
+
+        for info in (ref_info, cod_info):
+            if info.sample_rate < self.min_sample_rate:
+                warnings.warn(
+                    f"{info.source}: sample rate {info.sample_rate} Hz; the bands above "
+                    f"{info.sample_rate // 2} Hz are empty, so the score compares less of the "
+                    "spectrum than for full-band audio",
+                    GMLWarning,
+                    stacklevel=4,
+                )
+        fs = self.frontend.settings()["sample_rate"]
+        diff = cod_info.duration - ref_info.duration - delay / fs
+        if abs(diff) > self.max_length_difference:
+            warnings.warn(
+                f"{cod_info.source} is {abs(diff):.2f} s {'longer' if diff > 0 else 'shorter'} "
+                f"than its reference {ref_info.source} after removing a {1000 * delay / fs:.0f} "
+                "ms delay; the shorter one is zero-padded on both sides",
+                GMLWarning,
+                stacklevel=4,
+            )
 
     def _prediction(
         self,

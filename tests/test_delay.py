@@ -105,3 +105,10 @@ def test_real_codec_delays():
             - sf.info(VISQOL / pairs.loc[c, "reference"]).frames
         )
         assert extra >= found[c].samples - 1024
+
+
+def test_a_periodic_signal_gets_the_smallest_matching_shift():
+    t = np.arange(2 * FS) / FS
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None].repeat(2, 0)
+    longer = np.concatenate([tone, tone], axis=1)  # every whole period of shift fits as well
+    assert estimate_delay((tone, FS), (longer, FS)).samples == 0

@@ -71,6 +71,9 @@ def _resolve_config_args(argv: list[str]) -> list[str]:
     return out
 
 
+_default_showwarning = None
+
+
 def _is_ckpt(arg: str) -> bool:
     return arg in ("--ckpt", "--ckpt_path") or arg.startswith(("--ckpt=", "--ckpt_path="))
 
@@ -115,8 +118,23 @@ def _top_level_help() -> str:
     return "\n".join(lines)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    from gml.errors import GMLWarning
+
+    if issubclass(category, GMLWarning):  # about the user's input: one line, no source location
+        print(f"gml: warning: {message}", file=file or sys.stderr)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``gml`` command."""
+    import warnings
+
+    global _default_showwarning
+    if warnings.showwarning is not _show_warning:
+        _default_showwarning = warnings.showwarning
+        warnings.showwarning = _show_warning
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = bool(os.environ.get("GML_DEBUG")) or "--debug" in argv
     argv = [a for a in argv if a != "--debug"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import resample_poly
 
-from gml.features.audio import resample_factors
+from gml.features.audio import check_finite, resample_factors
 from gml.features.stream import AudioSource, _open
 
 __all__ = ["Delay", "estimate_delay", "read_head"]
@@ -57,6 +57,7 @@ def read_head(source: AudioSource, seconds: float, rate: int) -> np.ndarray:
         want = max(1, math.ceil(seconds * file_rate))
         parts, got = [], 0
         for block in reader.blocks(min(want, 10 * file_rate)):
+            check_finite(reader.info.source, block)
             parts.append(block[:, : want - got])
             got += parts[-1].shape[1]
             if got >= want:
@@ -106,7 +107,10 @@ def estimate_delay(
     cod = read_head(coded, span, search_rate)
     max_lag = int(round(max_delay_seconds * search_rate))
     lags, c = _xcorr(ref - ref.mean(), cod - cod.mean(), max_lag)
-    coarse = int(lags[np.argmax(c)])
+    # a periodic signal correlates (nearly) as well at whole periods of shift: of the lags
+    # within 1 % of the best, take the smallest shift rather than an arbitrary period
+    near = np.flatnonzero(c >= c.max() - 0.01 * abs(c.max()))
+    coarse = int(lags[near[np.argmin(np.abs(lags[near]))]])
     # fine: ± a few coarse steps around the peak at the full rate
     ref = read_head(reference, span, sample_rate)
     cod = read_head(coded, span, sample_rate)
