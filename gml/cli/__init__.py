@@ -24,6 +24,7 @@ EXTRA_COMMANDS = {
         "gml.cli.import_",
         "listening-test results (webMUSHRA, BeaqleJS, ODAQ XML, CSV) → manifest",
     ),
+    "features": ("gml.cli.features", "precompute a manifest's features into the cache"),
     "cv": ("gml.cv", "k-fold cross-validation: one model per fold, pooled metrics per test set"),
     "table": ("gml.table", "Table-I-style comparison of several runs (Markdown / CSV)"),
     "configs": ("gml.cli.configs", "list the configurations shipped with gml"),

@@ -1,8 +1,15 @@
 """Feature cache: one gammatone spectrogram per audio file, computed once and reused.
 
-Keys hash the file's absolute path, size and modification time together with the frontend's
-settings, so changing either recomputes. Writes are atomic (temporary file + ``os.replace``):
-a killed run never leaves a truncated entry behind.
+Entries are keyed by a hash of the audio file's **content** (not its path), together with the
+frontend's settings: a copied or moved corpus hits the cache, and an edited file or another
+frontend setting misses it. Hashing reads every file once per process; a small index
+(``stamps.json``: path, size and modification time → content hash) lets later runs skip
+re-hashing unchanged files.
+
+Every write is atomic (temporary file + ``os.replace``), so concurrent writers (dataloader
+workers, DDP ranks, two runs) never corrupt an entry and a killed writer leaves at most a
+hidden temporary file. An entry that cannot be read, or has the wrong shape or non-finite
+values (a truncated or damaged file), is recomputed and replaced.
 """
 
 from __future__ import annotations
@@ -12,17 +19,28 @@ import json
 import os
 import sys
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from gml.atomic import atomic_write
+from gml.atomic import atomic_write, atomic_write_text
 from gml.data.paths import default_cache_dir
-from gml.features import GammatoneFrontend, load_audio
-from gml.features.audio import check_duration
+from gml.features import GammatoneFrontend
+from gml.features.stream import streamed_spectrogram
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: content-hash keys, features by streamed_spectrogram
+_CHUNK = 1 << 20
+
+
+def content_hash(path: str | os.PathLike) -> str:
+    """SHA-1 of a file's bytes (read in 1 MiB chunks)."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 class FeatureCache:
@@ -33,6 +51,9 @@ class FeatureCache:
         cache_dir: Folder for the ``.npy`` entries; default :func:`default_cache_dir` /
             ``features``. ``None`` keeps nothing on disk.
         progress: Show a progress bar while computing missing entries.
+        workers: Files computed at once (default: the number of CPU cores); features come
+            from :func:`~gml.features.stream.streamed_spectrogram`, exactly as a trained
+            listener computes them, on the frontend's device.
     """
 
     def __init__(
@@ -40,52 +61,95 @@ class FeatureCache:
         frontend: GammatoneFrontend,
         cache_dir: str | os.PathLike | None = None,
         progress: bool = True,
+        workers: int | None = None,
     ):
         self.frontend = frontend
         self.dir = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "features"
         self.progress = progress
+        self.workers = max(1, workers or os.cpu_count() or 1)
         settings = json.dumps(
             {"v": CACHE_VERSION, **frontend.settings()}, sort_keys=True, default=str
         )
         self._settings_hash = hashlib.sha1(settings.encode()).hexdigest()[:16]
+        self._stamps: dict[str, str] | None = None
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def _stamp(self, path: str) -> str:
+        st = os.stat(path)
+        return f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
+
+    def _load_stamps(self) -> dict[str, str]:
+        if self._stamps is None:
+            try:
+                self._stamps = json.loads((self.dir / "stamps.json").read_text())
+            except (OSError, ValueError):
+                self._stamps = {}  # missing or damaged index: files are hashed again
+        return self._stamps
 
     def key(self, path: str) -> str:
-        """Content-stamp key of one audio file under the current frontend settings."""
-        st = os.stat(path)
-        stamp = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|{self._settings_hash}"
-        return hashlib.sha1(stamp.encode()).hexdigest()
+        """Key of one audio file under the current frontend settings: its content hash."""
+        stamps = self._load_stamps()
+        stamp = self._stamp(path)
+        digest = stamps.get(stamp)
+        if digest is None:
+            digest = stamps[stamp] = content_hash(path)
+        return hashlib.sha1(f"{digest}|{self._settings_hash}".encode()).hexdigest()
+
+    def _save_stamps(self) -> None:
+        if self._stamps:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.dir / "stamps.json", json.dumps(self._stamps))
+
+    # -- entries --------------------------------------------------------------------------
+
+    def _read(self, entry: Path) -> torch.Tensor | None:
+        """A valid entry, or None (missing, truncated, wrong shape, non-finite)."""
+        if not entry.is_file():
+            return None
+        try:
+            a = np.load(entry)
+        except (ValueError, OSError, EOFError):
+            return None
+        bands = self.frontend.num_bands
+        if a.ndim != 3 or a.shape[:2] != (4, bands) or a.shape[2] < 1 or not np.isfinite(a).all():
+            return None
+        return torch.from_numpy(a)
+
+    def _compute(self, path: str, entry: Path) -> torch.Tensor:
+        spec, _ = streamed_spectrogram(path, self.frontend)
+        spec = spec.float().contiguous()
+        atomic_write(entry, lambda f, a=spec.numpy(): np.save(f, a))
+        return spec
 
     def get_many(self, paths: Iterable[str]) -> dict[str, torch.Tensor]:
         """Features of every file, computing (and storing) the ones not cached yet.
 
         Returns:
             ``{path: tensor [4, bands, T]}`` (float32, CPU).
+
+        Raises:
+            gml.features.AudioError: a file that cannot be used (named in the message).
         """
         paths = sorted(set(paths))
         out: dict[str, torch.Tensor] = {}
         todo: list[tuple[str, Path]] = []
         for p in paths:
             entry = self.dir / f"{self.key(p)}.npy"
-            if entry.is_file():
-                try:
-                    out[p] = torch.from_numpy(np.load(entry))
-                    continue
-                except (ValueError, OSError, EOFError):
-                    pass  # unreadable entry: recompute and overwrite it
-            todo.append((p, entry))
+            cached = self._read(entry)
+            if cached is not None:
+                out[p] = cached
+            else:
+                todo.append((p, entry))
+        self._save_stamps()
         if todo:
             self.dir.mkdir(parents=True, exist_ok=True)
             bar = _progress(len(todo), "gammatone features", self.progress)
-            device = next(self.frontend.buffers()).device
-            with torch.no_grad():
-                for p, entry in todo:
-                    rate = self.frontend.settings()["sample_rate"]
-                    samples = load_audio(p, rate)
-                    check_duration(p, samples.shape[1] / rate, self.frontend.win_length / rate)
-                    audio = torch.from_numpy(samples).to(device)
-                    spec = self.frontend.spectrogram(audio).float().cpu().contiguous()
-                    atomic_write(entry, lambda f, a=spec.numpy(): np.save(f, a))
-                    out[p] = spec
+            with torch.no_grad(), ThreadPoolExecutor(self.workers) as pool:
+                # threads: decoding, resampling and the FFTs release the GIL
+                futures = [(p, pool.submit(self._compute, p, e)) for p, e in todo]
+                for p, fut in futures:
+                    out[p] = fut.result()
                     bar.update(1)
             bar.close()
         return out
