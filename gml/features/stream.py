@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
@@ -177,16 +178,17 @@ def streamed_spectrogram(
 # ------------------------------------------------------------------ reading
 
 
-class _Reader:
+class _Reader(ABC):
     """Blocks ``[channels, k]`` float32 of a source, with its :class:`AudioInfo`."""
 
     info: AudioInfo
 
+    @abstractmethod
     def blocks(self, block_len: int) -> Iterator[np.ndarray]:
-        raise NotImplementedError
+        """Consecutive blocks of at most ``block_len`` samples."""
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 - only file readers hold something to close
+        """Release what the reader holds (nothing for arrays)."""
 
     def __enter__(self) -> _Reader:
         return self

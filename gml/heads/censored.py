@@ -128,7 +128,7 @@ class CensoredLocationScale(Distribution):
     def support(self):
         return constraints.interval(self.low, self.high)
 
-    # -- the standard latent (subclasses) ------------------------------------------------
+    # -- the standard latent: abstract hooks that each family (subclass) defines ----------
 
     @staticmethod
     def _log_pdf(z: Tensor) -> Tensor:
