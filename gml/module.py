@@ -229,11 +229,14 @@ class GMLModule(L.LightningModule):
     # -- prediction -----------------------------------------------------------------------
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
+        """``trainer.predict`` over a data module's stimuli (scoring audio files is
+        :class:`gml.listener.Listener`'s job): the mean on the 0–100 scale and the listener
+        spread, as ``gml test`` reports them."""
         dist = self(batch["features"])
         return {
             "index": batch["index"].cpu(),
-            "pred_mean": dist.mean.cpu(),
-            "pred_std": dist.stddev.cpu(),
+            "pred_mean": dist.mean.clamp(*SCORE_RANGE).cpu(),
+            "pred_std": getattr(dist, "listener_stddev", dist.stddev).cpu(),
         }
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

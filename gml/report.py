@@ -104,7 +104,8 @@ def predictions_frame(
 
 def constant_baseline_nll(train_scores: np.ndarray, test_scores: np.ndarray) -> float:
     """NLL of ``test_scores`` under one logistic distribution fitted (maximum likelihood) to the
-    training scores: what a model that ignores the audio achieves. NaN when the manifest has
+    training scores: what a model that ignores the audio achieves. (A density: compare it with
+    the NLL of density heads; censored heads mix probabilities at 0 and 100 into their NLL.) NaN when the manifest has
     fewer than 2 training scores (e.g. a listening test used for testing only)."""
     if len(train_scores) < 2 or len(test_scores) == 0:
         return float("nan")
