@@ -164,6 +164,8 @@ class TestReport(Callback):
                 pl_module.log(f"test/{name}/{k}", v, add_dataloader_idx=False)
         self.evaluation = Evaluation(results=results)
         dm = trainer.datamodule
+        if trainer.world_size > 1:  # every rank scored its own share of the stimuli
+            self._records = _gather(self._records)
         if not trainer.is_global_zero or not self._records or not hasattr(dm, "stimuli"):
             return
         self._write(trainer, pl_module, dm, results)
@@ -250,6 +252,17 @@ class TestReport(Callback):
         if trainer.logger is not None:
             plots.log_plots(trainer.logger, saved, step=trainer.global_step)
         return [p for per_set in saved.values() for p in per_set.values()]
+
+
+def _gather(records: list[dict]) -> list[dict]:
+    """All ranks' records, on every rank (CPU tensors, via ``all_gather_object``)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return records
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, records)
+    return [r for part in parts for r in part]
 
 
 def evaluate(

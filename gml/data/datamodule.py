@@ -326,10 +326,27 @@ class GMLDataModule(L.LightningDataModule):
         return np.flatnonzero(mask)
 
     def _loader(self, ds: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        # Under DDP each rank reads its own share: training examples shuffled per epoch (the
+        # trainer sets the epoch), evaluation stimuli each exactly once (Lightning's default
+        # sampler would repeat some to even out the ranks, counting them twice in the metrics)
+        trainer = getattr(self, "trainer", None)
+        world = trainer.world_size if trainer is not None else 1
+        sampler = None
+        if world > 1:
+            from torch.utils.data import DistributedSampler
+
+            rank = trainer.global_rank
+            if shuffle:
+                sampler = DistributedSampler(ds, world, rank, shuffle=True, seed=self.seed)
+            else:
+                from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+                sampler = UnrepeatedDistributedSampler(ds, world, rank, shuffle=False)
         return DataLoader(
             ds,
             batch_size=batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collate,
             persistent_workers=self.num_workers > 0,
