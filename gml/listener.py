@@ -554,5 +554,10 @@ def load(
     if isinstance(ckpt, (list, tuple)):
         from gml.ensemble import load_members
 
-        return Listener(load_members(ckpt), device=device, **kwargs)
-    return Listener(load_module(ckpt), device=device, **kwargs)
+        members = load_members(ckpt)
+    else:
+        members = [load_module(ckpt)]
+    # align codec delays as the training data were aligned (an explicit align= wins)
+    config = members[0].checkpoint_config or {}
+    kwargs.setdefault("align", bool((config.get("data") or {}).get("align", True)))
+    return Listener(members if len(members) > 1 else members[0], device=device, **kwargs)

@@ -87,12 +87,14 @@ def predictions_frame(
             "predicted_ci95": np.asarray(preds["pred_ci"], dtype=float),
         }
     )
+    if "delay_ms" in s:  # the codec delay removed before the features
+        out["delay_ms"] = s["delay_ms"].to_numpy()
     if with_partition:
         out["partition"] = s["partition"].to_numpy()
     if ratings is not None:
         known = {*STIMULUS_KEY, "listener", "score", "reference", "coded", "split"}
         # extras never shadow an output column (or gml cv's cv_fold)
-        known |= set(PREDICTION_COLUMNS) | {"cv_fold", "partition"}
+        known |= set(PREDICTION_COLUMNS) | {"cv_fold", "partition", "delay_ms"}
         extra = [c for c in ratings.columns if c not in known]
         if extra:
             g = ratings.groupby(KEY)

@@ -112,3 +112,29 @@ def test_a_periodic_signal_gets_the_smallest_matching_shift():
     tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None].repeat(2, 0)
     longer = np.concatenate([tone, tone], axis=1)  # every whole period of shift fits as well
     assert estimate_delay((tone, FS), (longer, FS)).samples == 0
+
+
+def test_training_data_are_aligned_like_the_listener(tmp_path):
+    from gml.data.datamodule import GMLDataModule
+
+    ref = _music(2.0)
+    sf.write(tmp_path / "ref.wav", ref.T, FS, subtype="FLOAT")
+    sf.write(tmp_path / "late.wav", _shift(ref, 2400).T, FS, subtype="FLOAT")
+    rows = [
+        {"test": "t", "item": "i", "condition": c, "listener": f"L{k}", "score": 50 + k,
+         "reference": "ref.wav", "coded": cod}
+        for c, cod in (("same", "ref.wav"), ("late", "late.wav")) for k in range(3)
+    ]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    dm = GMLDataModule(str(tmp_path / "m.csv"), progress=False, cache_dir=str(tmp_path / "c"))
+    dm.setup("test")
+    st = dm.stimuli.set_index("condition")
+    assert st.loc["late", "delay_ms"] == pytest.approx(50.0) and st.loc["same", "delay_ms"] == 0
+    i = int(np.flatnonzero(dm.stimuli["condition"] == "late")[0])
+    pair = dm._stimuli.pair(i)
+    torch.testing.assert_close(pair[:, 1], pair[:, 0])  # coded == reference once aligned
+    assert (tmp_path / "c" / "features" / "delays.json").is_file()
+    off = GMLDataModule(str(tmp_path / "m.csv"), progress=False, align=False,
+                        cache_dir=str(tmp_path / "c"))  # fmt: skip
+    off.setup("test")
+    assert (off.stimuli["delay_ms"] == 0).all()

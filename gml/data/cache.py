@@ -87,14 +87,56 @@ class FeatureCache:
                 self._stamps = {}  # missing or damaged index: files are hashed again
         return self._stamps
 
-    def key(self, path: str) -> str:
-        """Key of one audio file under the current frontend settings: its content hash."""
+    def digest(self, path: str) -> str:
+        """Content hash of an audio file (remembered by path, size and mtime)."""
         stamps = self._load_stamps()
         stamp = self._stamp(path)
         digest = stamps.get(stamp)
         if digest is None:
             digest = stamps[stamp] = content_hash(path)
-        return hashlib.sha1(f"{digest}|{self._settings_hash}".encode()).hexdigest()
+        return digest
+
+    def key(self, path: str, skip: int = 0) -> str:
+        """Key of one audio file (with ``skip`` samples dropped from its start, to remove a
+        codec delay) under the current frontend settings."""
+        extra = f"|skip{skip}" if skip else ""
+        return hashlib.sha1(
+            f"{self.digest(path)}|{self._settings_hash}{extra}".encode()
+        ).hexdigest()
+
+    def delays(self, pairs: list[tuple[str, str]]) -> list[int]:
+        """Codec delay of each (reference, coded) pair in samples at the frontend's rate
+        (:func:`~gml.features.delay.estimate_delay`), remembered by content in
+        ``delays.json``.
+        """
+        from gml.features.delay import estimate_delay
+
+        path = self.dir / "delays.json"
+        try:
+            known = json.loads(path.read_text())
+        except (OSError, ValueError):
+            known = {}
+        rate = int(self.frontend.settings()["sample_rate"])
+        out, added = [], False
+        todo = {}
+        for ref, cod in pairs:
+            todo[(ref, cod)] = f"{self.digest(ref)}|{self.digest(cod)}|{rate}"
+        missing = [(pair, k) for pair, k in todo.items() if k not in known]
+        if missing:
+            bar = _progress(len(missing), "codec delays", self.progress)
+            with ThreadPoolExecutor(self.workers) as pool:
+                futures = [(k, pool.submit(estimate_delay, *pair, rate)) for pair, k in missing]
+                for k, fut in futures:
+                    known[k] = fut.result().samples
+                    added = True
+                    bar.update(1)
+            bar.close()
+        out = [int(known[todo[pair]]) for pair in pairs]
+        if added:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps(known))
+        self._save_stamps()
+        return out
 
     def _save_stamps(self) -> None:
         if self._stamps:
@@ -116,40 +158,45 @@ class FeatureCache:
             return None
         return torch.from_numpy(a)
 
-    def _compute(self, path: str, entry: Path) -> torch.Tensor:
-        spec, _ = streamed_spectrogram(path, self.frontend)
+    def _compute(self, path: str, skip: int, entry: Path) -> torch.Tensor:
+        spec, _ = streamed_spectrogram(path, self.frontend, skip_samples=skip)
         spec = spec.float().contiguous()
         atomic_write(entry, lambda f, a=spec.numpy(): np.save(f, a))
         return spec
 
-    def get_many(self, paths: Iterable[str]) -> dict[str, torch.Tensor]:
+    def get_many(self, items: Iterable[str | tuple[str, int]]) -> dict:
         """Features of every file, computing (and storing) the ones not cached yet.
 
+        Args:
+            items: Paths, or ``(path, skip)`` pairs: the file with ``skip`` samples (at the
+                frontend's rate) dropped from its start.
+
         Returns:
-            ``{path: tensor [4, bands, T]}`` (float32, CPU).
+            ``{item: tensor [4, bands, T]}`` (float32, CPU), keyed by the items as given.
 
         Raises:
             gml.features.AudioError: a file that cannot be used (named in the message).
         """
-        paths = sorted(set(paths))
-        out: dict[str, torch.Tensor] = {}
-        todo: list[tuple[str, Path]] = []
-        for p in paths:
-            entry = self.dir / f"{self.key(p)}.npy"
+        unique = sorted(set(items), key=str)
+        out: dict = {}
+        todo: list[tuple[object, str, int, Path]] = []
+        for item in unique:
+            path, skip = (item, 0) if isinstance(item, str) else item
+            entry = self.dir / f"{self.key(path, skip)}.npy"
             cached = self._read(entry)
             if cached is not None:
-                out[p] = cached
+                out[item] = cached
             else:
-                todo.append((p, entry))
+                todo.append((item, path, skip, entry))
         self._save_stamps()
         if todo:
             self.dir.mkdir(parents=True, exist_ok=True)
             bar = _progress(len(todo), "gammatone features", self.progress)
             with torch.no_grad(), ThreadPoolExecutor(self.workers) as pool:
                 # threads: decoding, resampling and the FFTs release the GIL
-                futures = [(p, pool.submit(self._compute, p, e)) for p, e in todo]
-                for p, fut in futures:
-                    out[p] = fut.result()
+                futures = [(it, pool.submit(self._compute, p, k, e)) for it, p, k, e in todo]
+                for item, fut in futures:
+                    out[item] = fut.result()
                     bar.update(1)
             bar.close()
         return out

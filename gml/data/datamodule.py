@@ -57,14 +57,20 @@ def pad_frames(x: Tensor, length: int) -> Tensor:
 class _Stimuli:
     """Per-stimulus arrays shared by the datasets."""
 
-    table: pd.DataFrame  # Manifest.stimuli() rows, in index order
-    features: dict[str, Tensor]  # audio path → [4, bands, T]
+    table: pd.DataFrame  # Manifest.stimuli() rows, in index order, with delay_samples
+    features: dict[tuple[str, int], Tensor]  # (audio path, samples skipped) → [4, bands, T]
     scores: list[np.ndarray]  # per stimulus, its individual scores
+
+    def items(self, i: int) -> tuple[tuple[str, int], tuple[str, int]]:
+        """Feature items of stimulus ``i``: the delay is dropped from the later signal."""
+        row = self.table.iloc[i]
+        d = int(row["delay_samples"])
+        return (row["reference"], max(0, -d)), (row["coded"], max(0, d))
 
     def pair(self, i: int) -> Tensor:
         """``[4, 2, bands, T]`` reference/coded pair of stimulus ``i``."""
-        row = self.table.iloc[i]
-        ref, cod = self.features[row["reference"]], self.features[row["coded"]]
+        ref_item, cod_item = self.items(i)
+        ref, cod = self.features[ref_item], self.features[cod_item]
         t = max(ref.shape[-1], cod.shape[-1])
         return torch.stack([pad_frames(ref, t), pad_frames(cod, t)], dim=1)
 
@@ -176,6 +182,8 @@ class GMLDataModule(L.LightningDataModule):
         train_target: What training examples carry: ``"scores"`` (one example per individual
             rating) or ``"mean"`` (one per stimulus); the head declares it (``head.target``,
             linked by ``gml fit``; checked against the model when training starts).
+        align: Estimate each stimulus's codec delay and remove it before the features, as
+            the listener does when it scores audio (reported as ``delay_ms``).
         demo_items: Items of the built-in demo per test (music, speech); ignored otherwise.
         progress: Progress bars while building the demo and computing features.
     """
@@ -195,6 +203,7 @@ class GMLDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
         frontend: GammatoneFrontend | None = None,
         train_target: Literal["scores", "mean"] = "scores",
+        align: bool = True,
         demo_items: tuple[int, int] = (16, 8),
         progress: bool = True,
     ):
@@ -231,6 +240,7 @@ class GMLDataModule(L.LightningDataModule):
         if train_target not in ("scores", "mean"):
             raise ManifestError(f"data.train_target: {train_target!r}; expected 'scores' or 'mean'")
         self.train_target = train_target
+        self.align = bool(align)
         self.manifest: Manifest | None = None
         self._stimuli: _Stimuli | None = None
         self.partition: np.ndarray | None = None  # per stimulus: "train" / "val" / "test"
@@ -266,13 +276,20 @@ class GMLDataModule(L.LightningDataModule):
         by_stim = self.manifest.ratings.groupby(list(STIMULUS_KEY), sort=True)["score"]
         scores = [g.to_numpy(dtype=np.float32) for _, g in by_stim]
         cache_dir = None if self.cache_dir is None else Path(self.cache_dir) / "features"
+        cache = FeatureCache(self.frontend, cache_dir, progress=self.progress)
         try:
-            feats = FeatureCache(self.frontend, cache_dir, progress=self.progress).get_many(
-                self.manifest.audio_files()
+            pairs = list(zip(table["reference"], table["coded"]))
+            # the same codec-delay removal as the listener applies when it scores audio
+            table["delay_samples"] = cache.delays(pairs) if self.align else 0
+            table["delay_ms"] = (
+                1000.0 * table["delay_samples"] / self.frontend.settings()["sample_rate"]
             )
+            stimuli = _Stimuli(table, {}, scores)
+            items = [it for i in range(len(table)) for it in stimuli.items(i)]
+            stimuli.features = cache.get_many(items)
         except AudioError as err:
             raise ManifestError(self.manifest.locate(str(err)) + str(err)) from None
-        self._stimuli = _Stimuli(table, feats, scores)
+        self._stimuli = stimuli
         self.partition = self.assign_partition(table)
         self.test_sets = sorted(table.loc[self.partition == "test", "test"].unique())
 
