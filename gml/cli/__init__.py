@@ -113,7 +113,8 @@ def _top_level_help() -> str:
         *(f"  {n:<{width}}  {t}" for n, t in LIGHTNING_HELP.items()),
         *(f"  {n:<{width}}  {t}" for n, (_, t) in EXTRA_COMMANDS.items()),
         "",
-        "'gml <command> --help' lists a command's options; --debug shows tracebacks.",
+        "'gml <command> --help' lists a command's options; --debug shows tracebacks;",
+        "--verbose keeps Lightning's start-up messages.",
         "Quick start: gml fit --config demo   then   gml test --ckpt runs/demo/version_0",
     ]
     return "\n".join(lines)
@@ -138,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
         warnings.showwarning = _show_warning
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = bool(os.environ.get("GML_DEBUG")) or "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
+    verbose = "--verbose" in argv
+    argv = [a for a in argv if a not in ("--debug", "--verbose")]
     try:
         argv = _resolve_config_args(argv)
         if argv and argv[0] == "test" and sum(_is_ckpt(a) for a in argv) > 1:
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
             return
         from gml.cli.lightning import quiet_warnings, run
 
-        quiet_warnings()
+        quiet_warnings(verbose)
         run(argv)
     except (GMLError, ArgumentError) as err:  # jsonargparse raises argparse's ArgumentError
         _fail(err, debug, argv)

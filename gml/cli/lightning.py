@@ -239,17 +239,25 @@ _QUIET = (
     # the run folder holds config.yaml and metrics.csv beside the checkpoints by design.
     r".*Checkpoint directory .* exists and is not empty.*",
     r".*isinstance\(treespec, LeafSpec\).*",
+    # evaluating a copied/moved run: the checkpoint's own folder replaces the one it recorded.
+    r".*The dirpath has changed from.*",
     # main() hands LightningCLI the (possibly rewritten) argv on purpose.
     r".*LightningCLI's args parameter is intended to run from within Python.*",
 )
 
 
-def quiet_warnings() -> None:
-    """Silence the Lightning warnings that gml triggers by design (see ``_QUIET``)."""
+def quiet_warnings(verbose: bool = False) -> None:
+    """Silence the Lightning warnings that gml triggers by design (see ``_QUIET``) and, unless
+    ``verbose``, Lightning's start-up banner (accelerator lines, tips): gml prints what a run
+    needs (its folder, its results) itself."""
+    import logging
     import warnings
 
     for pattern in _QUIET:
         warnings.filterwarnings("ignore", message=pattern)
+    if not verbose:
+        for name in ("lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def run(argv: list[str]) -> GMLCLI:
