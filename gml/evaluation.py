@@ -28,16 +28,6 @@ __all__ = ["Evaluation", "TestReport", "coverage_metrics", "evaluate", "test_out
 COVERAGE_LEVELS = (0.5, 0.9)
 
 
-def _same_manifest(a: str | None, b: str | None) -> bool:
-    from gml.data.datamodule import BUILTIN_DEMO
-
-    if a is None or b is None:
-        return a == b
-    if BUILTIN_DEMO in (a, b):
-        return a == b
-    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
-
-
 def test_output_dir(trainer: Trainer, pl_module: LightningModule) -> Path:
     """Where a test run's reports go.
 
@@ -47,7 +37,7 @@ def test_output_dir(trainer: Trainer, pl_module: LightningModule) -> Path:
     results stay). Otherwise ``<log_dir>/test/``.
     """
     from gml.checkpoint import read_config
-    from gml.data.datamodule import BUILTIN_DEMO
+    from gml.data.datamodule import GMLDataModule
 
     ckpt = trainer.ckpt_path or getattr(pl_module, "checkpoint_path", None)
     if not ckpt or not os.path.isfile(ckpt):
@@ -58,11 +48,9 @@ def test_output_dir(trainer: Trainer, pl_module: LightningModule) -> Path:
     tested = getattr(dm, "manifest_arg", None)
     config = getattr(pl_module, "checkpoint_config", None) or read_config(ckpt)
     trained_on = (config.get("data") or {}).get("manifest")
-    if tested is not None and trained_on is not None and not _same_manifest(trained_on, tested):
-        stem = (
-            "demo" if tested == BUILTIN_DEMO else f"{Path(tested).parent.name}-{Path(tested).stem}"
-        )
-        out = out.with_name(f"{out.name}-{stem}")
+    if tested is not None and trained_on is not None:
+        if not GMLDataModule.same_source(trained_on, tested):
+            out = out.with_name(f"{out.name}-{dm.source_name}")
     return out
 
 
@@ -202,8 +190,6 @@ class TestReport(Callback):
             results[name]["n_stimuli"] = int(len(test_keys))
             results[name].update(coverage_metrics(pit.loc[pit["test"] == name, "pit"]))
         out_dir = (self.out_dir or test_output_dir(trainer, pl_module)).resolve()
-        from gml.data.datamodule import BUILTIN_DEMO
-
         ckpt = trainer.ckpt_path or getattr(pl_module, "checkpoint_path", None)
         files = [out_dir / "metrics.json", out_dir / "predictions.csv", out_dir / "pit.csv"]
         report.write_json(
@@ -214,7 +200,7 @@ class TestReport(Callback):
                 "checkpoint": str(Path(ckpt).resolve()) if ckpt else None,
                 "members": getattr(pl_module, "member_paths", None),
                 "manifest": str(dm.manifest_path()),
-                "synthetic_demo": dm.manifest_arg == BUILTIN_DEMO,
+                "synthetic_demo": dm.is_synthetic_demo,
                 "test_sets": results,
             },
         )
@@ -223,7 +209,7 @@ class TestReport(Callback):
         if self.plots:
             files += self._plots(trainer, frame, pit, out_dir)
         self.evaluation = Evaluation(
-            results, out_dir, files, frame, synthetic_demo=dm.manifest_arg == BUILTIN_DEMO
+            results, out_dir, files, frame, synthetic_demo=dm.is_synthetic_demo
         )
 
     def _pit_frame(self, stimuli: pd.DataFrame, ratings: pd.DataFrame) -> pd.DataFrame:

@@ -17,7 +17,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 
 from gml.atomic import atomic_write_text
 from gml.checkpoint import EmbedConfig, read_config, resolve_checkpoint
-from gml.data.datamodule import BUILTIN_DEMO, GMLDataModule
+from gml.data.datamodule import GMLDataModule
 from gml.errors import GMLError
 from gml.module import GMLModule
 
@@ -143,8 +143,8 @@ class GMLCLI(LightningCLI):
         }
         data = cfg.get("data") or {}
         # paths must mean the same thing when the checkpoint is used from another folder
-        if data.get("manifest") and data["manifest"] != BUILTIN_DEMO:
-            data["manifest"] = str(Path(data["manifest"]).expanduser().resolve())
+        if data.get("manifest"):
+            data["manifest"] = GMLDataModule.resolve_source(data["manifest"])
         if data.get("cache_dir"):
             data["cache_dir"] = str(Path(data["cache_dir"]).expanduser().resolve())
         return yaml.safe_dump(cfg, sort_keys=False)

@@ -248,6 +248,33 @@ class GMLDataModule(L.LightningDataModule):
 
     # -- building -------------------------------------------------------------------------
 
+    @property
+    def is_synthetic_demo(self) -> bool:
+        """Whether the source is the built-in demo (simulated listeners, not human data)."""
+        return self.manifest_arg == BUILTIN_DEMO
+
+    @property
+    def source_name(self) -> str:
+        """A short name of the source for folder names: ``demo``, or ``<folder>-<file stem>``."""
+        if self.is_synthetic_demo:
+            return "demo"
+        p = Path(self.manifest_arg)
+        return f"{p.parent.name}-{p.stem}"
+
+    @staticmethod
+    def resolve_source(value: str) -> str:
+        """A manifest argument that means the same from any folder (paths made absolute)."""
+        if value == BUILTIN_DEMO:
+            return value
+        return str(Path(value).expanduser().resolve())
+
+    @staticmethod
+    def same_source(a: str | None, b: str | None) -> bool:
+        """Whether two manifest arguments name the same listening-test source."""
+        if a is None or b is None or BUILTIN_DEMO in (a, b):
+            return a == b
+        return GMLDataModule.resolve_source(a) == GMLDataModule.resolve_source(b)
+
     def manifest_path(self) -> Path:
         """The manifest file, building the built-in demo first when asked for it."""
         if self._given is not None:
