@@ -104,10 +104,16 @@ class GMLModule(L.LightningModule):
     def forward(self, features: Tensor):
         """Score distribution of each stimulus.
 
+        The head (projection, distribution, and so the NLL) runs in float32 even under mixed
+        precision (``trainer.precision: bf16-mixed``): scales, logs and softplus tails lose too
+        much in bfloat16.
+
         Shape:
             features: ``[B, 4, 2, bands, T]`` → distribution with batch shape ``[B]``.
         """
-        return self.spread_distribution(self.head.proj(self.backbone(features)))
+        embedding = self.backbone(features)
+        with torch.autocast(device_type=embedding.device.type, enabled=False):
+            return self.spread_distribution(self.head.proj(embedding.float()))
 
     def spread_distribution(self, params: Tensor, factor: float | None = None):
         """The head's distribution for raw parameters, its spread multiplied by ``factor``
