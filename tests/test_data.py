@@ -280,3 +280,25 @@ def test_data_module_takes_a_manifest_or_an_import_result(noise_manifest, tmp_pa
         dm.setup("fit")
         assert dm.manifest is m and dm.manifest_path() == noise_manifest
         assert len(dm.stimuli) == 18
+
+
+def test_length_mismatch_in_training_data_warns_naming_both_files(tmp_path):
+    import pandas as pd
+    import soundfile as sf
+
+    from gml.data.datamodule import GMLDataModule
+    from gml.errors import GMLWarning
+
+    rng = np.random.default_rng(0)
+    sf.write(tmp_path / "ref.wav", rng.standard_normal((48000, 2)).astype(np.float32) * 0.1, 48000)
+    sf.write(
+        tmp_path / "long.wav", rng.standard_normal((4 * 48000, 2)).astype(np.float32) * 0.1, 48000
+    )
+    rows = [{"test": "t", "item": "i", "condition": "c", "listener": f"L{k}", "score": 50,
+             "reference": "ref.wav", "coded": "long.wav"} for k in range(2)]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    dm = GMLDataModule(str(tmp_path / "m.csv"), progress=False, cache_dir=str(tmp_path / "c"))
+    with pytest.warns(
+        GMLWarning, match=r"1 stimuli .*long\.wav is 3\.\d\d s longer than .*ref\.wav"
+    ):
+        dm.setup("test")

@@ -317,8 +317,40 @@ class GMLDataModule(L.LightningDataModule):
         except AudioError as err:
             raise ManifestError(self.manifest.locate(str(err)) + str(err)) from None
         self._stimuli = stimuli
+        self._warn_length_mismatches(stimuli)
         self.partition = self.assign_partition(table)
         self.test_sets = sorted(table.loc[self.partition == "test", "test"].unique())
+
+    #: Warn when a stimulus's aligned reference and coded signals differ by more than this.
+    max_length_difference: float = 1.0
+
+    def _warn_length_mismatches(self, stimuli: _Stimuli) -> None:
+        """One warning naming the first stimulus (and both files) whose aligned signals differ
+        in length by more than :attr:`max_length_difference`, with the count of such."""
+        import warnings
+
+        from gml.errors import GMLWarning
+
+        hop = self.frontend.hop_length / self.frontend.settings()["sample_rate"]
+        bad = []
+        for i in range(len(stimuli.table)):
+            ref_item, cod_item = stimuli.items(i)
+            diff = (
+                stimuli.features[cod_item].shape[-1] - stimuli.features[ref_item].shape[-1]
+            ) * hop
+            if abs(diff) > self.max_length_difference:
+                bad.append((i, diff))
+        if bad:
+            i, diff = bad[0]
+            row = stimuli.table.iloc[i]
+            warnings.warn(
+                f"{len(bad)} stimuli whose coded and reference lengths differ by more than "
+                f"{self.max_length_difference:g} s after delay removal, e.g. {row['coded']} is "
+                f"{abs(diff):.2f} s {'longer' if diff > 0 else 'shorter'} than {row['reference']}; "
+                "the shorter one is zero-padded on both sides",
+                GMLWarning,
+                stacklevel=2,
+            )
 
     def assign_partition(self, table: pd.DataFrame) -> np.ndarray:
         """Partition (``"train"``, ``"val"`` or ``"test"``) of each row of a stimulus table
