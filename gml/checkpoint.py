@@ -24,6 +24,7 @@ CONFIG_KEY = "gml_config"
 __all__ = [
     "CONFIG_KEY",
     "EmbedConfig",
+    "ResumePoint",
     "build_datamodule",
     "load_module",
     "read_checkpoint",
@@ -46,6 +47,96 @@ class EmbedConfig(Callback):
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict
     ) -> None:
         checkpoint[CONFIG_KEY] = self.config_yaml
+
+
+class ResumePoint(Callback):
+    """Makes a run killed mid-epoch resumable to the same result as an uninterrupted one.
+
+    Writes ``last.ckpt`` into ``dirpath`` (atomically) every ``every_n_steps`` training steps
+    and at least every ``every_minutes``; the checkpoint also records how far into its epoch the
+    run was and the random number generators' states (augmentations, dropout). On resume
+    (``gml fit --resume RUN`` or ``trainer.fit(..., ckpt_path=last.ckpt)``) the generators are
+    restored and the training sampler (:class:`~gml.data.datamodule.EpochShuffle`) skips the
+    examples already trained on in that epoch.
+
+    Args:
+        dirpath: The run folder.
+        every_n_steps: Save every this many steps (None: by time only).
+        every_minutes: Save at least this often.
+    """
+
+    def __init__(
+        self,
+        dirpath: str | os.PathLike | None = None,
+        every_n_steps: int | None = None,
+        every_minutes: float | None = 10.0,
+    ):
+        self.dirpath = None if dirpath is None else Path(dirpath)
+        self.every_n_steps = every_n_steps
+        self.every_minutes = every_minutes
+        self._last_save = None
+        self._position: dict | None = None
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import time
+
+        now = time.monotonic()
+        if self._last_save is None:
+            self._last_save = now
+        by_steps = self.every_n_steps and trainer.global_step % self.every_n_steps == 0
+        by_time = self.every_minutes and now - self._last_save >= 60 * self.every_minutes
+        if (by_steps or by_time) and self.dirpath is not None:
+            self._position = {"epoch": trainer.current_epoch, "consumed": batch_idx + 1}
+            target = self.dirpath / "last.ckpt"
+            tmp = self.dirpath / f".last.ckpt.resume-{os.getpid()}.tmp"
+            trainer.save_checkpoint(tmp)
+            if trainer.is_global_zero:
+                os.replace(tmp, target)
+            self._position = None
+            self._last_save = now
+
+    def state_dict(self) -> dict:
+        import random
+
+        import numpy as np
+
+        return {
+            "position": self._position,
+            "torch_rng": torch.get_rng_state(),
+            # plain Python values: checkpoints stay loadable with torch.load(weights_only=True)
+            "numpy_rng": _plain(np.random.get_state()),
+            "python_rng": random.getstate(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self._restored = state
+
+    def on_fit_start(self, trainer: Trainer, pl_module) -> None:
+        # after the checkpoint is restored, before the training data are iterated
+        state, self._restored = getattr(self, "_restored", None), None
+        position = (state or {}).get("position")
+        if position is None:  # an epoch-end checkpoint: nothing to skip
+            return
+        import random
+
+        import numpy as np
+
+        torch.set_rng_state(state["torch_rng"])
+        name, keys, pos, has_gauss, cached = state["numpy_rng"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+        random.setstate(state["python_rng"])
+        dm = trainer.datamodule
+        if dm is not None and hasattr(dm, "resume_skip"):
+            dm.resume_skip = position["consumed"] * dm.batch_size
+
+
+def _plain(value):
+    """numpy values (a numpy RNG state) as plain Python lists and numbers."""
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:

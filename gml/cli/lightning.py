@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from gml.atomic import atomic_write_text
-from gml.checkpoint import EmbedConfig, read_config, resolve_checkpoint
+from gml.checkpoint import EmbedConfig, ResumePoint, read_config, resolve_checkpoint
 from gml.data.datamodule import GMLDataModule
 from gml.errors import GMLError
 from gml.module import GMLModule
@@ -114,10 +114,15 @@ class GMLCLI(LightningCLI):
         if self.trainer.is_global_zero and not self.trainer.fast_dev_run:
             if self.trainer.logger is not None:
                 self.trainer.logger.experiment  # noqa: B018 - let the logger create its folder first
+            if (run_dir / METRICS_KEPT).is_file():  # resumed: the earlier epochs' rows stay
+                os.replace(run_dir / METRICS_KEPT, run_dir / "metrics.csv")
             atomic_write_text(run_dir / "config.yaml", config_yaml)
             # said now, so that a run killed before it ends still tells where it went
             print(f"gml: run folder {run_dir}", flush=True)
         self.trainer.callbacks.append(EmbedConfig(config_yaml))
+        if not self.trainer.fast_dev_run:
+            # last.ckpt also during an epoch, so that a killed run resumes where it was
+            self.trainer.callbacks.append(ResumePoint(run_dir, every_minutes=10.0))
 
     def before_instantiate_classes(self) -> None:
         # a relative logger save_dir (the configs' "runs") lives under default_root_dir
@@ -209,6 +214,44 @@ def _pop_option(args: list[str], flag: str) -> str | None:
     return None
 
 
+#: Where ``gml fit --resume`` keeps a run's metrics.csv while the logger starts.
+METRICS_KEPT = ".metrics-before-resume.csv"
+
+
+def _expand_resume(argv: list[str]) -> list[str]:
+    """Turn ``gml fit --resume RUN [...]`` into ``gml fit --config RUN/config.yaml [...]
+    --ckpt_path RUN/last.ckpt`` with the logger writing on into ``RUN`` (not a new version).
+
+    Raises:
+        GMLError: RUN is not a run folder with ``config.yaml`` and ``last.ckpt``.
+    """
+    if not argv or argv[0] != "fit":
+        return argv
+    rest = list(argv[1:])
+    run = _pop_option(rest, "--resume")
+    if run is None:
+        return argv
+    run_dir = Path(run).expanduser().resolve()
+    missing = [n for n in ("config.yaml", "last.ckpt") if not (run_dir / n).is_file()]
+    if missing:
+        raise GMLError(
+            f"{run_dir}: not a resumable run folder (no {' or '.join(missing)}); expected the "
+            "folder 'gml fit' printed when it started"
+        )
+    # Lightning's CSVLogger deletes an existing metrics.csv when it starts: keep it aside,
+    # GMLCLI.before_fit puts it back and the resumed run appends to it
+    kept = run_dir / METRICS_KEPT
+    if (run_dir / "metrics.csv").is_file() and not kept.exists():
+        os.replace(run_dir / "metrics.csv", kept)
+    logger = [
+        "--trainer.logger.init_args.save_dir", str(run_dir.parent.parent),
+        "--trainer.logger.init_args.name", run_dir.parent.name,
+        "--trainer.logger.init_args.version", run_dir.name,
+    ]  # fmt: skip
+    return ["fit", "--config", str(run_dir / "config.yaml"), *logger, *rest,
+            "--ckpt_path", str(run_dir / "last.ckpt")]  # fmt: skip
+
+
 def _expand_ckpt(argv: list[str]) -> tuple[list[str], str | None]:
     """Turn ``gml test --ckpt X [...]`` into ``gml test --config <X's config> --ckpt_path X
     --trainer.logger false [...]`` (same for ``--ckpt_path X`` without ``--config``).
@@ -262,7 +305,7 @@ def quiet_warnings(verbose: bool = False) -> None:
 
 def run(argv: list[str]) -> GMLCLI:
     """Run one LightningCLI subcommand (``--ckpt`` expanded); errors propagate."""
-    argv, tmp = _expand_ckpt(list(argv))
+    argv, tmp = _expand_ckpt(_expand_resume(list(argv)))
     try:
         return GMLCLI(args=argv)
     finally:

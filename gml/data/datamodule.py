@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gml.data.cache import FeatureCache
 from gml.data.manifest import Manifest, ManifestError
@@ -73,6 +73,51 @@ class _Stimuli:
         ref, cod = self.features[ref_item], self.features[cod_item]
         t = max(ref.shape[-1], cod.shape[-1])
         return torch.stack([pad_frames(ref, t), pad_frames(cod, t)], dim=1)
+
+
+class EpochShuffle(Sampler):
+    """Shuffles ``n`` examples with a permutation drawn from ``(seed, epoch)`` alone, so a run
+    resumed mid-epoch sees the same order as an uninterrupted one, and can skip the examples
+    the interrupted run had already trained on (:meth:`skip_next`).
+
+    Args:
+        n: Number of examples.
+        seed: Seed of the permutations.
+    """
+
+    def __init__(self, n: int, seed: int, epoch_of=None):
+        self.n, self.seed, self.epoch, self._skip = int(n), int(seed), 0, 0
+        # the trainer's epoch when known: restored before the first batch of a resumed run
+        self._epoch_of = epoch_of
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the trainer at the start of each epoch."""
+        self.epoch = int(epoch)
+
+    def skip_next(self, count: int) -> None:
+        """Leave out the first ``count`` examples of the next iteration (a resumed epoch)."""
+        self._skip = int(count)
+
+    def __iter__(self):
+        epoch = self._epoch_of() if self._epoch_of is not None else self.epoch
+        g = torch.Generator().manual_seed(zlib.crc32(f"{self.seed}:{epoch}".encode()))
+        order = torch.randperm(self.n, generator=g).tolist()
+        start, self._skip = self._skip, 0
+        return iter(order[start:])
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader that tells Lightning it can resume mid-epoch (its sampler skips what was
+    trained on, see :class:`gml.checkpoint.ResumePoint`); its own state is empty."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 class RatingDataset(Dataset):
@@ -241,6 +286,8 @@ class GMLDataModule(L.LightningDataModule):
             raise ManifestError(f"data.train_target: {train_target!r}; expected 'scores' or 'mean'")
         self.train_target = train_target
         self.align = bool(align)
+        #: Examples of the current epoch already trained on (set when resuming mid-epoch).
+        self.resume_skip = 0
         self.manifest: Manifest | None = None
         self._stimuli: _Stimuli | None = None
         self.partition: np.ndarray | None = None  # per stimulus: "train" / "val" / "test"
@@ -408,6 +455,20 @@ class GMLDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         world = trainer.world_size if trainer is not None else 1
         sampler = None
+        if world == 1 and shuffle:
+            # a seeded order per epoch: resumable mid-epoch, reproducible with the same seed
+            epoch_of = (lambda: trainer.current_epoch) if trainer is not None else None
+            sampler = EpochShuffle(len(ds), self.seed, epoch_of)
+            sampler.skip_next(self.resume_skip)
+            self.resume_skip = 0
+            return ResumableLoader(
+                ds,
+                batch_size=batch_size,
+                sampler=sampler,
+                num_workers=self.num_workers,
+                collate_fn=collate,
+                persistent_workers=self.num_workers > 0,
+            )
         if world > 1:
             from torch.utils.data import DistributedSampler
 
