@@ -66,6 +66,19 @@ class GMLCLI(LightningCLI):
         # `gml predict` is gml's own command (audio pairs, not a datamodule): see gml.cli.predict
         return {k: v for k, v in LightningCLI.subcommands().items() if k != "predict"}
 
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any):
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        # handled by gml.cli before LightningCLI parses; declared here so --help shows them
+        if subcommand in EVAL_SUBCOMMANDS:
+            parser.add_argument(
+                "--ckpt", help="a gml checkpoint or run folder: evaluate it with no other option"
+            )
+        if subcommand == "fit":
+            parser.add_argument("--resume", help="continue a killed run (its run folder)")
+            parser.add_argument("--verbose", action="store_true", help="keep Lightning's messages")
+        parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+        return parser
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         # the model owns its frontend and its head declares its training target: the data
@@ -138,8 +151,8 @@ class GMLCLI(LightningCLI):
     def _config_yaml(self) -> str:
         parser = self._parser(self.subcommand)
         cfg = yaml.safe_load(parser.dump(self.config[self.subcommand], skip_none=False))
-        cfg.pop("config", None)
-        cfg.pop("ckpt_path", None)
+        for key in ("config", "ckpt_path", "ckpt", "resume", "debug", "verbose"):
+            cfg.pop(key, None)
         # the frontend's settings as used, so a later gml keeps computing the same features
         frontend = self.model.frontend
         cfg.setdefault("model", {})["frontend"] = {
