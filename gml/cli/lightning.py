@@ -295,6 +295,8 @@ _QUIET = (
     # the run folder holds config.yaml and metrics.csv beside the checkpoints by design.
     r".*Checkpoint directory .* exists and is not empty.*",
     r".*isinstance\(treespec, LeafSpec\).*",
+    # gml fit --resume keeps the run's metrics.csv aside while the CSV logger starts.
+    r".*Experiment logs directory .* exists and is not empty.*",
     # evaluating a copied/moved run: the checkpoint's own folder replaces the one it recorded.
     r".*The dirpath has changed from.*",
     # main() hands LightningCLI the (possibly rewritten) argv on purpose.
