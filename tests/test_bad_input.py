@@ -107,3 +107,19 @@ def test_the_cli_prints_warnings_as_one_line(tiny_run, tmp_path, capsys):
           "--no-progress"])  # fmt: skip
     err = capsys.readouterr().err
     assert "gml: warning: " in err and "cod8k.wav: sample rate 8000 Hz" in err
+
+
+def test_a_test_set_with_no_stimuli_is_one_line(tiny_run, split_manifest, tmp_path, capsys):
+    import pandas as pd
+
+    df = pd.read_csv(split_manifest)
+    df["split"] = "train"  # nothing left to test after the split filter
+    df["reference"] = [str(split_manifest.parent / p) for p in df["reference"]]
+    df["coded"] = [str(split_manifest.parent / p) for p in df["coded"]]
+    df.to_csv(tmp_path / "no_test.csv", index=False)
+    with pytest.raises(SystemExit) as exc:
+        main(["test", "--ckpt", str(tiny_run), "--data.manifest", str(tmp_path / "no_test.csv"),
+              "--data.progress", "false", "--trainer.enable_progress_bar", "false"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "no_test.csv: no stimuli in the test partition" in err
+    assert "Traceback" not in err
