@@ -178,30 +178,23 @@ def means_figure(frame: pd.DataFrame, title: str) -> Figure:
     ax = fig.add_subplot()
     # error bars in separate calls so that a NaN half-width draws nothing, not even a cap
     has_xe, has_ye = np.isfinite(xe), np.isfinite(ye)
-    if has_xe.any():
-        ax.errorbar(
-            x[has_xe],
-            y[has_xe],
-            xerr=xe[has_xe],
-            fmt="none",
-            ecolor="tab:gray",
-            elinewidth=0.8,
-            capsize=2,
-            alpha=0.7,
-            label="subjective 95 % CI",
-        )
-    if has_ye.any():
-        ax.errorbar(
-            x[has_ye],
-            y[has_ye],
-            yerr=ye[has_ye],
-            fmt="none",
-            ecolor="tab:orange",
-            elinewidth=0.8,
-            capsize=2,
-            alpha=0.7,
-            label="predicted 95 % CI",
-        )
+    for err, axis, color, label in (
+        (xe, "xerr", "tab:gray", "subjective 95 % CI"),
+        (ye, "yerr", "tab:orange", "predicted 95 % CI"),
+    ):
+        has = np.isfinite(err)
+        if has.any():
+            ax.errorbar(
+                x[has],
+                y[has],
+                **{axis: err[has]},
+                fmt="none",
+                ecolor=color,
+                elinewidth=0.8,
+                capsize=2,
+                alpha=0.7,
+                label=label,
+            )
     ax.scatter(x, y, s=14, color="tab:blue", zorder=3, label=f"stimuli (n = {len(x)})")
 
     # 0-100, widened to whatever the points and bars reach
