@@ -29,6 +29,7 @@ from torch.distributions import Categorical, Distribution, MixtureSameFamily
 
 from gml.checkpoint import load_module
 from gml.heads import EqualMixture
+from gml.inference import fold_batchnorm
 from gml.stats import SCORE_RANGE, ci_halfwidth
 
 __all__ = [
@@ -209,17 +210,19 @@ class Listener:
     Args:
         module: The trained :class:`~gml.module.GMLModule` (see :func:`load`).
         device: ``"cuda"``, ``"cpu"``... (default: CUDA when available).
-        window_seconds: Analysis window for long excerpts (the model was trained on excerpts
-            of about this length).
-        window_overlap: Overlap of consecutive windows (0.5: a window every 5 s).
-        batch_size: Windows per forward pass (default: 1 on CPU, where larger batches were
-            measured slower per window and use more memory; 16 on a GPU).
+        window_seconds: Excerpts up to this long are scored whole, in one pass, as the model
+            saw excerpts in training and as ``gml test`` scores them; longer ones in windows
+            of this length.
+        window_overlap: Overlap of consecutive windows (0.5: a window every 10 s).
+        batch_size: Windows of equal length per forward pass (default: 8 on CPU, 16 on a
+            GPU). On CPU the backbone still runs one window's views at a time inside the
+            batch (see ``ViewBranch.cpu_eval_chunk``), so memory stays bounded.
         block_seconds: Audio is read and turned into features in blocks of this many seconds,
             so memory does not grow with the file's length.
         align: Estimate the codec's delay per pair and remove it before the features
             (:func:`gml.features.delay.estimate_delay`, within ±0.5 s).
 
-    Long excerpts: a pair longer than one window is cut into windows of ``window_seconds``
+    Long excerpts: a pair longer than ``window_seconds`` is cut into windows of that length
     with ``window_overlap`` overlap (the last window ends at the end of the excerpt); each
     window gets its own score distribution and the excerpt's distribution is their
     equal-weight mixture: its mean is the average of the windows' means, its variance the
@@ -231,7 +234,7 @@ class Listener:
         self,
         module: Any,
         device: str | torch.device | None = None,
-        window_seconds: float = 10.0,
+        window_seconds: float = 20.0,
         window_overlap: float = 0.5,
         batch_size: int | None = None,
         block_seconds: float = 60.0,
@@ -251,12 +254,15 @@ class Listener:
         )
         self.members = [m.to(self.device).eval() for m in members]
         self.module = self.members[0]
+        # inference copies of the backbones with batch norm folded into the convolutions
+        # (the same function with less work; the modules passed in are not changed)
+        self._backbones = [fold_batchnorm(m.backbone) for m in self.members]
         self.frontend = self.module.frontend
         fs = self.frontend.settings()["sample_rate"]
         self.window_frames = self.frontend.num_frames(int(round(window_seconds * fs)))
         self.hop_frames = max(1, int(round(self.window_frames * (1 - window_overlap))))
         if batch_size is None:
-            batch_size = 1 if self.device.type == "cpu" else 16
+            batch_size = 8 if self.device.type == "cpu" else 16
         self.batch_size = int(batch_size)
         self.block_seconds = float(block_seconds)
         self.align = bool(align)
@@ -310,7 +316,11 @@ class Listener:
                 chunk = idx[k : k + self.batch_size]
                 x = torch.stack([feats[i] for i in chunk]).to(self.device)
                 params = torch.stack(
-                    [m.head.proj(m.backbone(x)).float().cpu() for m in self.members], dim=1
+                    [
+                        m.head.proj(net(x)).float().cpu()
+                        for m, net in zip(self.members, self._backbones)
+                    ],
+                    dim=1,
                 )
                 for i, p in zip(chunk, params):
                     out[i] = p

@@ -62,14 +62,15 @@ def test_arrays_equal_paths_and_record_rates(listener, tmp_path):
 def test_many_pairs_batched_equal_one_at_a_time(listener, tiny_run, tmp_path):
     pairs = [write_pair(tmp_path, seconds=s, seed=k) for k, s in enumerate((1.0, 2.0, 1.0, 3.0))]
     batched = gml.load(tiny_run, device="cpu", batch_size=4)
-    assert listener.batch_size == 1  # the CPU default
+    one = gml.load(tiny_run, device="cpu", batch_size=1)
+    assert listener.batch_size == 8  # the CPU default
     frame = batched.predict([r for r, _ in pairs], [c for _, c in pairs], n_listeners=12)
     assert isinstance(frame, pd.DataFrame) and len(frame) == 4
     assert list(frame.columns) == list(PREDICTION_FIELDS)
     for row, (r, c) in zip(frame.itertuples(), pairs):
-        one = listener.predict(r, c, n_listeners=12)
-        assert row.mean == pytest.approx(one.mean, abs=1e-4)
-        assert row.ci95 == pytest.approx(one.ci95, abs=1e-4)
+        single = one.predict(r, c, n_listeners=12)
+        assert row.mean == pytest.approx(single.mean, abs=1e-4)
+        assert row.ci95 == pytest.approx(single.ci95, abs=1e-4)
 
 
 def test_long_excerpt_windows_and_mixture(tiny_run, tmp_path):

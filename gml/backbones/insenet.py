@@ -97,6 +97,17 @@ class ViewBranch(nn.Module):
         pooling over time with mean and max (so any ``T`` works).
     """
 
+    #: On CPU in eval mode, images pass the trunk this many at a time (4: one pair's views).
+    #: Larger groups were measured slower per image: the first blocks' activations
+    #: (64 channels × 32 bands × 500 frames per image) fall out of the caches, so batching
+    #: windows would cost more per window than scoring them one by one. Chunking is exact in
+    #: eval mode (batch norm uses its running statistics) and skipped in training, where
+    #: batch statistics must see the whole batch.
+    cpu_eval_chunk: int = 4
+    #: Compute in channels-last memory format on CPU (see :meth:`forward`); a switch for
+    #: benchmarks and debugging, the values do not depend on it.
+    cpu_channels_last: bool = True
+
     def __init__(self, channels: Sequence[int], in_channels: int = 3, stem_stride: int = 1):
         super().__init__()
         stem = _conv_bn(in_channels, channels[0], (3, 3))
@@ -109,6 +120,15 @@ class ViewBranch(nn.Module):
         self.trunk = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.device.type == "cpu" and self.cpu_channels_last:
+            # oneDNN's convolutions and max-pooling are 2x (pooling >10x) faster on channels-
+            # last tensors on CPU (benchmarks/model_forward.py); the values are the same
+            x = x.contiguous(memory_format=torch.channels_last)
+            if not self.training and x.shape[0] > self.cpu_eval_chunk:
+                return torch.cat([self._pooled(c) for c in x.split(self.cpu_eval_chunk)])
+        return self._pooled(x)
+
+    def _pooled(self, x: Tensor) -> Tensor:
         y = self.trunk(x)
         return torch.cat([y.mean(dim=3), y.amax(dim=3)], dim=1)
 

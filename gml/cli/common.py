@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from gml.errors import GMLError
+
 
 def add_listener_arguments(p: argparse.ArgumentParser) -> None:
-    """``--ckpt`` (repeatable: an ensemble), ``--device``, ``--batch-size``, ``--no-progress``."""
+    """``--ckpt`` (repeatable: an ensemble), ``--device``, ``--batch-size``,
+    ``--window-seconds``, ``--no-progress``."""
     p.add_argument(
         "--ckpt",
         required=True,
@@ -16,7 +19,14 @@ def add_listener_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     p.add_argument(
-        "--batch-size", type=int, help="windows per forward pass (default: 1 on CPU, 16 on GPU)"
+        "--batch-size", type=int, help="windows per forward pass (default: 8 on CPU, 16 on GPU)"
+    )
+    p.add_argument(
+        "--window-seconds",
+        type=float,
+        default=20.0,
+        help="excerpts up to this long are scored whole, longer ones in windows of this "
+        "length with 50%% overlap (default 20)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -27,4 +37,11 @@ def load_listener(args: argparse.Namespace):
     from gml.listener import load
 
     models = args.ckpt[0] if len(args.ckpt) == 1 else args.ckpt
-    return load(models, device=args.device, batch_size=args.batch_size)
+    if not args.window_seconds > 0:
+        raise GMLError(f"--window-seconds {args.window_seconds}; expected a positive number")
+    return load(
+        models,
+        device=args.device,
+        batch_size=args.batch_size,
+        window_seconds=args.window_seconds,
+    )

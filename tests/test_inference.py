@@ -1,0 +1,126 @@
+"""Inference speed-ups compute the same function: folded batch norm, channels-last and chunked
+CPU evaluation, batched windows, whole-excerpt scoring (timings: benchmarks/, not here)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import gml
+from gml.backbones import InSENet
+from gml.features import load_audio
+from gml.inference import fold_batchnorm
+
+from .conftest import write_pair
+
+
+def _randomise_batchnorm(net: nn.Module, seed: int = 0) -> None:
+    """Give every batch norm non-trivial statistics and affine parameters."""
+    g = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g))
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.randn(n, generator=g))
+            m.bias.data.copy_(torch.randn(n, generator=g))
+
+
+@pytest.fixture(scope="module")
+def small_net() -> InSENet:
+    torch.manual_seed(0)
+    net = InSENet("small")
+    _randomise_batchnorm(net)
+    return net.eval()
+
+
+def test_fold_batchnorm_same_function_original_untouched(small_net):
+    x = torch.rand(3, 4, 2, 32, 60) * 60
+    before = copy.deepcopy(small_net.state_dict())
+    folded = fold_batchnorm(small_net)
+    with torch.no_grad():
+        ref, out = small_net(x), folded(x)
+    assert torch.allclose(out, ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
+    # the batch norms after convolutions are gone (the input one, before the stem, stays)
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in small_net.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules()) == 1 < n_bn
+    after = small_net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert small_net.branches[0].trunk[1][1].__class__ is nn.BatchNorm2d
+
+
+def test_fold_batchnorm_leaves_other_patterns():
+    """A user's network: a conv followed by a norm of another width, a norm first, a
+    norm after a linear layer; nothing of it may change."""
+    net = nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    odd = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    _randomise_batchnorm(net)
+    folded = fold_batchnorm(net)
+    assert isinstance(folded[0], nn.BatchNorm2d) and isinstance(folded[2], nn.Identity)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), net.eval()(x), atol=1e-5)
+    assert isinstance(fold_batchnorm(odd)[1], nn.BatchNorm1d)
+
+
+def test_chunked_and_channels_last_equal_plain(small_net):
+    """On CPU in eval mode the trunk runs 4 images at a time in channels-last format; the
+    result equals one NCHW pass over the whole batch."""
+    x = torch.rand(5, 4, 2, 32, 70) * 60  # 20 images: 5 chunks
+    plain = copy.deepcopy(small_net)
+    for m in plain.modules():
+        if hasattr(m, "cpu_channels_last"):
+            m.cpu_channels_last = False
+    with torch.no_grad():
+        ref, out = plain(x), small_net(x)
+        one_by_one = torch.cat([small_net(x[i : i + 1]) for i in range(len(x))])
+    assert torch.allclose(out, ref, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(one_by_one, out, rtol=1e-4, atol=1e-5)
+
+
+def test_training_is_not_chunked(small_net):
+    """In training mode batch norm needs the whole batch's statistics: chunking would change
+    them, so the trunk sees the batch at once (same output as the NCHW path)."""
+    net = copy.deepcopy(small_net).train()
+    plain = copy.deepcopy(net)
+    for m in plain.modules():
+        if hasattr(m, "cpu_channels_last"):
+            m.cpu_channels_last = False
+    x = torch.rand(3, 4, 2, 32, 40) * 60
+    assert torch.allclose(net(x), plain(x), rtol=1e-4, atol=1e-5)
+
+
+def test_whole_excerpt_is_one_pass_like_training(tiny_run, tmp_path):
+    """A pair up to window_seconds long is one window: the listener's distribution is the
+    module's own on the whole excerpt's features (what gml test evaluates)."""
+    ref, cod = write_pair(tmp_path, seconds=3.0)
+    listener = gml.load(tiny_run, device="cpu", align=False)
+    pred = listener.predict(ref, cod)
+    assert pred.windows == 1
+    module = listener.module
+    feats = module.frontend(
+        torch.from_numpy(load_audio(ref)), torch.from_numpy(load_audio(cod))
+    ).unsqueeze(0)
+    with torch.no_grad():
+        dist = module(feats)
+    assert pred.mean == pytest.approx(float(dist.mean), abs=1e-3)
+    assert pred.std == pytest.approx(float(dist.stddev), abs=1e-3)
+
+
+def test_batched_windows_equal_batch_one(tiny_run, tmp_path):
+    """Windows of a long pair scored 8 at a time equal one at a time."""
+    ref, cod = write_pair(tmp_path, seconds=6.0, seed=3)
+    one = gml.load(tiny_run, device="cpu", window_seconds=1.0, batch_size=1)
+    many = gml.load(tiny_run, device="cpu", window_seconds=1.0, batch_size=8)
+    a = one.predict(ref, cod, per_window=True)
+    b = many.predict(ref, cod, per_window=True)
+    assert a.windows == b.windows > 8
+    assert torch.allclose(
+        torch.tensor(a.per_window["mean"].to_numpy()),
+        torch.tensor(b.per_window["mean"].to_numpy()),
+        atol=1e-4,
+    )
+    assert a.mean == pytest.approx(b.mean, abs=1e-4) and a.std == pytest.approx(b.std, abs=1e-4)
