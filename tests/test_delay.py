@@ -93,11 +93,14 @@ def test_real_codec_delays():
     pairs = pd.read_csv(VISQOL / "pairs.csv").set_index("codec")
     found = {
         c: estimate_delay(VISQOL / pairs.loc[c, "reference"], VISQOL / pairs.loc[c, "coded"])
-        for c in ("identity", "mp3_96k", "aac_24k", "aac_256k", "lowpass_7k")
+        for c in ("identity", "mp3_96k", "aac_24k", "aac_48k", "aac_256k", "lowpass_7k")
     }
     assert found["identity"].samples == 0 and found["lowpass_7k"].samples == 0
     assert found["mp3_96k"].samples == 1105  # the MP3 decoder delay (576 + 529 samples)
-    assert 0.02 < found["aac_256k"].seconds < 0.15 and 0.02 < found["aac_24k"].seconds < 0.15
+    for c in ("aac_24k", "aac_48k", "aac_256k"):
+        # the glockenspiel (aac_48k) is tonal up to the coarse search's band edge: a coarse
+        # low-pass that dulls 2-4 kHz finds a wrong, weaker peak there
+        assert 0.02 < found[c].seconds < 0.15, (c, found[c])
     # the AAC files are longer than their references by about their delay
     for c in ("aac_24k", "aac_256k"):
         extra = (

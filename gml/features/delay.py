@@ -46,27 +46,59 @@ class Delay:
         return self.samples / self.sample_rate
 
 
-def read_head(source: AudioSource, seconds: float, rate: int) -> np.ndarray:
-    """The first ``seconds`` of a source as a mono downmix at ``rate`` (float64).
+def read_head(source: AudioSource, seconds: float, rate: int | None = None) -> np.ndarray:
+    """The first ``seconds`` of a source as a mono downmix (float32), at ``rate`` or, when
+    ``rate`` is None, at the source's own rate.
 
     Shape:
         returns ``[n]``.
     """
+    mono, file_rate = _read_mono(source, seconds)
+    return _at_rate(mono, file_rate, rate)
+
+
+def _read_mono(source: AudioSource, seconds: float) -> tuple[np.ndarray, int]:
+    """The first ``seconds`` of a source as a float32 mono downmix at its own rate."""
     with _open(source) as reader:
         file_rate = reader.info.sample_rate
         want = max(1, math.ceil(seconds * file_rate))
         parts, got = [], 0
         for block in reader.blocks(min(want, 10 * file_rate)):
             check_finite(reader.info.source, block)
-            parts.append(block[:, : want - got])
-            got += parts[-1].shape[1]
+            block = block[:, : want - got]
+            # blocks are channel-strided views: adding rows is ~5x faster than .mean(axis=0)
+            mono = block[0] + block[1] if block.shape[0] == 2 else block.sum(axis=0)
+            mono *= np.float32(1 / block.shape[0])
+            parts.append(mono)
+            got += parts[-1].shape[0]
             if got >= want:
                 break
-    mono = np.concatenate(parts, axis=1).astype(np.float64).mean(axis=0)
-    if file_rate != rate:
-        up, down = resample_factors(file_rate, rate)
-        mono = resample_poly(mono, up, down)
-    return mono
+    return np.concatenate(parts), file_rate
+
+
+def _decimated(mono: np.ndarray, factor: int) -> np.ndarray:
+    """Every ``factor``-th sample after a triangular low-pass of length ``2 * factor - 1``
+    (two moving averages, float64).
+
+    A coarse view for locating the correlation peak, ~20x cheaper than ``resample_poly``
+    and as good for it on the conformance pairs (same delays): it keeps the band below the
+    new rate's Nyquist frequency nearly flat, which matters for tonal content there (a
+    glockenspiel), at the price of some aliasing; the peak is refined at the full rate.
+    """
+    if factor <= 1:
+        return mono.astype(np.float64)
+    c = np.cumsum(mono, dtype=np.float64)
+    c[factor:] = c[factor:] - c[:-factor].copy()  # moving sum over `factor` samples
+    c = np.cumsum(c)
+    c[factor:] = c[factor:] - c[:-factor].copy()  # and again: a triangle
+    return c[factor - 1 :: factor] / factor**2
+
+
+def _at_rate(mono: np.ndarray, file_rate: int, rate: int | None) -> np.ndarray:
+    if rate is None or file_rate == rate:
+        return mono
+    up, down = resample_factors(file_rate, rate)
+    return resample_poly(mono, up, down).astype(np.float32, copy=False)
 
 
 def _xcorr(ref: np.ndarray, cod: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
@@ -102,25 +134,36 @@ def estimate_delay(
         A :class:`Delay`.
     """
     span = analysis_seconds + max_delay_seconds
-    # coarse: the whole search range at a low rate
-    ref = read_head(reference, span, search_rate)
-    cod = read_head(coded, span, search_rate)
-    max_lag = int(round(max_delay_seconds * search_rate))
+    # each file is read once; float32 is ample for locating a correlation peak, and the
+    # sums that decide it (the dot products, the FFT's products) are done in float64 below
+    ref_full, cod_full = (_read_mono(s, span) for s in (reference, coded))
+    # coarse: the whole search range at about search_rate (an integer fraction of each
+    # file's rate; both files must share it, else they are resampled to search_rate)
+    ref_rate, cod_rate = ref_full[1], cod_full[1]
+    if ref_rate == cod_rate:
+        factor = max(1, round(ref_rate / search_rate))
+        coarse_rate = ref_rate / factor
+        ref, cod = _decimated(ref_full[0], factor), _decimated(cod_full[0], factor)
+    else:
+        coarse_rate = search_rate
+        ref = _at_rate(*ref_full, search_rate).astype(np.float64)
+        cod = _at_rate(*cod_full, search_rate).astype(np.float64)
+    max_lag = int(round(max_delay_seconds * coarse_rate))
     lags, c = _xcorr(ref - ref.mean(), cod - cod.mean(), max_lag)
     # a periodic signal correlates (nearly) as well at whole periods of shift: of the lags
     # within 1 % of the best, take the smallest shift rather than an arbitrary period
     near = np.flatnonzero(c >= c.max() - 0.01 * abs(c.max()))
     coarse = int(lags[near[np.argmin(np.abs(lags[near]))]])
     # fine: ± a few coarse steps around the peak at the full rate
-    ref = read_head(reference, span, sample_rate)
-    cod = read_head(coded, span, sample_rate)
-    ref, cod = ref - ref.mean(), cod - cod.mean()
-    scale = sample_rate / search_rate
-    centre, radius = int(round(coarse * scale)), int(math.ceil(4 * scale))
+    ref = _at_rate(*ref_full, sample_rate)
+    cod = _at_rate(*cod_full, sample_rate)
+    ref, cod = ref - ref.mean(dtype=np.float64), cod - cod.mean(dtype=np.float64)
+    scale = sample_rate / coarse_rate
+    centre, radius = int(round(coarse * scale)), int(math.ceil(2 * scale))
     lags = np.arange(centre - radius, centre + radius + 1)
     values = np.array([_dot_at(ref, cod, k) for k in lags])
     best = int(lags[np.argmax(values)])
-    energy = math.sqrt(float(np.dot(ref, ref)) * float(np.dot(cod, cod)))
+    energy = math.sqrt(_dot(ref, ref) * _dot(cod, cod))
     corr = float(values.max() / energy) if energy > 0 else 0.0
     if corr < min_correlation:
         return Delay(0, sample_rate, corr)
@@ -131,6 +174,13 @@ def _dot_at(ref: np.ndarray, cod: np.ndarray, k: int) -> float:
     """``sum_n ref[n] cod[n + k]`` over the overlap."""
     if k >= 0:
         n = min(len(ref), len(cod) - k)
-        return float(np.dot(ref[:n], cod[k : k + n])) if n > 0 else 0.0
+        return _dot(ref[:n], cod[k : k + n]) if n > 0 else 0.0
     n = min(len(ref) + k, len(cod))
-    return float(np.dot(ref[-k : -k + n], cod[:n])) if n > 0 else 0.0
+    return _dot(ref[-k : -k + n], cod[:n]) if n > 0 else 0.0
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """``sum(a * b)`` on this thread. ``np.dot`` would call numpy's BLAS, whose worker threads
+    keep spinning after the call and take a core from torch's threads: the features of the
+    next file were measured 2x slower after it on a 2-core machine."""
+    return float(np.einsum("i,i->", a, b))
