@@ -65,7 +65,7 @@ def main() -> None:
     p.add_argument("--rate", type=int, default=48000)
     p.add_argument("--ckpt", help="a trained checkpoint (default: untrained --preset)")
     p.add_argument("--preset", default="paper", help="InSENet preset without --ckpt")
-    p.add_argument("--batch-size", type=int, default=1, help="windows per forward pass")
+    p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
