@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> None:
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--nchw",
+        action="store_true",
+        help="compute in NCHW instead of channels-last on CPU (for comparison)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -53,6 +58,10 @@ def main(argv: list[str] | None = None) -> None:
     frames = frontend.num_frames(round(args.seconds * frontend.settings()["sample_rate"]))
     bands = frontend.settings()["num_bands"]
     net = InSENet(args.preset, shared_views=not args.separate_views, num_bands=bands)
+    if args.nchw:
+        for m in net.modules():
+            if hasattr(m, "cpu_channels_last"):
+                m.cpu_channels_last = False
     head = LogisticHead()
     head.build(net.out_features)
     model = torch.nn.ModuleDict({"backbone": net, "head": head}).to(device).train()
@@ -78,7 +87,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"machine: {platform.machine()}, torch {torch.__version__}, device {device}")
     print(f"threads: {torch.get_num_threads()}")
     views = "separate" if args.separate_views else "shared"
-    print(f"model: InSENet({args.preset!r}, {views} views) + LogisticHead: {params:,} parameters")
+    layout = "NCHW" if args.nchw or device.type != "cpu" else "channels-last"
+    print(
+        f"model: InSENet({args.preset!r}, {views} views) + LogisticHead: {params:,} parameters,"
+        f" {layout}"
+    )
     print(f"input: [{args.batch}, 4, 2, {bands}, {frames}] ({args.seconds:g} s at 48 kHz)")
     warm = step()
     print(f"warm-up step: {warm:.2f} s", flush=True)
