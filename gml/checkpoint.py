@@ -16,6 +16,7 @@ import torch
 import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from gml.checkpoint_path import resolve_checkpoint
 from gml.errors import GMLError
 
 #: Key under which a checkpoint carries the resolved configuration it was trained with.
@@ -137,28 +138,6 @@ def _plain(value):
     if hasattr(value, "tolist"):
         return value.tolist()
     return value
-
-
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """The checkpoint file that ``path`` names: the file itself, or inside a run folder its
-    ``best.ckpt`` (else its only ``.ckpt``).
-
-    Raises:
-        GMLError: nothing there, or a folder with no / several checkpoints and no ``best.ckpt``
-            (the message lists what is there).
-    """
-    p = Path(path).expanduser()
-    if p.is_file():
-        return p
-    if p.is_dir():
-        if (p / "best.ckpt").is_file():
-            return p / "best.ckpt"
-        found = sorted(q.name for q in p.glob("*.ckpt"))
-        if len(found) == 1:
-            return p / found[0]
-        listing = ", ".join(found) if found else "no .ckpt files"
-        raise GMLError(f"{p}: is a folder without best.ckpt ({listing}); name the checkpoint file")
-    raise GMLError(f"{p}: checkpoint not found")
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:

@@ -59,7 +59,8 @@ class GMLModule(L.LightningModule):
     this is checked when a trainer attaches both.
 
     Args:
-        backbone: Any module mapping ``[B, 4, 2, bands, T]`` features to ``[B, D]``.
+        backbone: Any module mapping ``[B, 4, 2, bands, T]`` features to ``[B, D]`` (default:
+            the paper-size :class:`~gml.backbones.InSENet` for the frontend's bands).
         head: The distribution head (default :class:`~gml.heads.LogisticHead`).
         augment: Batch augmentations applied, in order, to training batches only, on the
             device the batch is on.
@@ -74,7 +75,7 @@ class GMLModule(L.LightningModule):
 
     def __init__(
         self,
-        backbone: nn.Module,
+        backbone: nn.Module | None = None,
         head: DistributionHead | None = None,
         augment: Sequence[BatchAugment] | None = None,
         optimizer: OptimizerCallable | None = None,
@@ -86,6 +87,10 @@ class GMLModule(L.LightningModule):
             raise ValueError(f"spread_factor must be positive, got {spread_factor}")
         self.spread_factor = float(spread_factor)
         self.frontend = frontend if frontend is not None else GammatoneFrontend()
+        if backbone is None:
+            from gml.backbones import InSENet
+
+            backbone = InSENet("paper", num_bands=self.frontend.num_bands)
         self.backbone = backbone
         self.head = head if head is not None else LogisticHead()
         self.head.build(infer_out_features(backbone, self.frontend.num_bands))

@@ -12,12 +12,15 @@ tensors and return the same kind (a tensor as soon as one argument is a tensor).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import sys
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import scipy.stats
-import torch
-from torch import Tensor
+from scipy.special import stdtrit
+
+if TYPE_CHECKING:  # torch is imported only where a tensor is handled: reading a manifest
+    import torch  # (pandas in, pandas out) must not pay for it
+    from torch import Tensor
 
 __all__ = [
     "SCORE_RANGE",
@@ -35,7 +38,13 @@ SCORE_RANGE: tuple[float, float] = (0.0, 100.0)
 #: The columns that identify a stimulus: one condition of one item in one listening test.
 STIMULUS_KEY: tuple[str, str, str] = ("test", "item", "condition")
 
-ArrayLike = int | float | np.ndarray | Tensor
+ArrayLike = "int | float | np.ndarray | Tensor"
+
+
+def _is_tensor(x: object) -> bool:
+    """Whether ``x`` is a torch tensor, without importing torch (none exists before it is)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
 def _check_level(level: float) -> float:
@@ -49,7 +58,7 @@ def _t_ppf(n: np.ndarray, level: float) -> np.ndarray:
     """Two-sided t quantile for ``n`` listeners in float64; NaN where ``n < 2`` or ``n`` is NaN."""
     n = np.asarray(n, dtype=np.float64)
     valid = n >= 2  # False for NaN
-    q = scipy.stats.t.ppf(0.5 * (1.0 + level), np.where(valid, n - 1.0, 1.0))
+    q = stdtrit(np.where(valid, n - 1.0, 1.0), 0.5 * (1.0 + level))  # the t quantile
     return np.where(valid, q, np.nan)
 
 
@@ -61,13 +70,15 @@ def _ci_factor(n: np.ndarray, level: float) -> np.ndarray:
 
 
 def _float_dtype(t: Tensor) -> torch.dtype:
+    import torch
+
     return t.dtype if t.is_floating_point() else torch.get_default_dtype()
 
 
 def t_quantile(n_listeners: ArrayLike, level: float = 0.95) -> ArrayLike:
     """Two-sided Student-t quantile ``t((1 + level) / 2, N - 1)`` for ``N`` listeners.
 
-    Computed in float64 with :func:`scipy.stats.t.ppf` (a tensor input is copied to the CPU for
+    Computed in float64 with :func:`scipy.special.stdtrit` (a tensor input is copied to the CPU for
     this, which synchronises a CUDA stream; the values are few and cheap).
 
     Args:
@@ -84,7 +95,9 @@ def t_quantile(n_listeners: ArrayLike, level: float = 0.95) -> ArrayLike:
         n_listeners: any; the output has the same shape.
     """
     level = _check_level(level)
-    if isinstance(n_listeners, Tensor):
+    if _is_tensor(n_listeners):
+        import torch
+
         q = _t_ppf(n_listeners.detach().cpu().double().numpy(), level)
         return torch.as_tensor(q, dtype=_float_dtype(n_listeners), device=n_listeners.device)
     if np.ndim(n_listeners) == 0 and not isinstance(n_listeners, np.ndarray):
@@ -114,20 +127,22 @@ def ci_halfwidth(std: ArrayLike, n_listeners: ArrayLike, level: float = 0.95) ->
         n_listeners: any shape broadcastable with ``std``; the output has the broadcast shape.
     """
     level = _check_level(level)
-    if isinstance(std, Tensor) or isinstance(n_listeners, Tensor):
-        if isinstance(std, Tensor):
+    if _is_tensor(std) or _is_tensor(n_listeners):
+        import torch
+
+        if _is_tensor(std):
             device, dtype = std.device, _float_dtype(std)
         else:
             device, dtype = n_listeners.device, _float_dtype(n_listeners)
         n_np = (
             n_listeners.detach().cpu().double().numpy()
-            if isinstance(n_listeners, Tensor)
+            if _is_tensor(n_listeners)
             else np.asarray(n_listeners, dtype=np.float64)
         )
         factor_np = _ci_factor(n_np, level)
         valid = torch.as_tensor(np.isfinite(factor_np), device=device)
         factor = torch.as_tensor(np.nan_to_num(factor_np, nan=0.0), dtype=dtype, device=device)
-        std_t = std.to(dtype) if isinstance(std, Tensor) else torch.as_tensor(std, dtype=dtype)
+        std_t = std.to(dtype) if _is_tensor(std) else torch.as_tensor(std, dtype=dtype)
         # where() rather than std * NaN: the gradient is 0, not NaN, where N < 2
         return torch.where(valid, std_t.to(device) * factor, torch.nan)
     out = np.asarray(std, dtype=np.float64) * _ci_factor(np.asarray(n_listeners), level)
@@ -171,6 +186,8 @@ def stimulus_stats(scores: Tensor, mask: Tensor | None = None) -> StimulusStats:
         mask: ``[B, Nmax]`` bool, or ``None``.
         Output fields: ``[B]`` each.
     """
+    import torch
+
     if scores.ndim != 2:
         raise ValueError(f"scores must be [B, Nmax], got shape {tuple(scores.shape)}")
     if not scores.is_floating_point():

@@ -194,6 +194,17 @@ def test_help_lists_subcommands(tmp_path):
     assert _gml(cwd=tmp_path).returncode == 2  # no command: the help, and an error status
 
 
+def test_lightning_command_help(tmp_path):
+    """gml's own options are listed, and nothing looks required that has a default."""
+    fit = _gml("fit", "--help", cwd=tmp_path)
+    assert fit.returncode == 0
+    assert "[--model.backbone BACKBONE]" in fit.stdout  # optional: the paper-size InSE-Net
+    for option in ("--resume", "--debug", "--verbose"):
+        assert option in fit.stdout
+    test = _gml("test", "--help", cwd=tmp_path)
+    assert test.returncode == 0 and "--ckpt" in test.stdout and "--debug" in test.stdout
+
+
 def _one_line_error(r: subprocess.CompletedProcess, *needles: str) -> None:
     """Non-zero exit, no traceback, and the last line of stderr is the one error line."""
     assert r.returncode != 0
@@ -238,11 +249,66 @@ def test_bad_manifest_is_one_clear_line(tmp_path, noise_manifest, mutate, needle
         demo,
         "--data.manifest",
         str(bad),
-        "--trainer.fast_dev_run",
+        "--trainer.max_steps",
         "1",
         cwd=tmp_path,
     )
     _one_line_error(r, *needles)
+    assert not (tmp_path / "runs").exists()  # reported before a run folder exists
+
+
+_CHECK_IMPORTS = """
+import sys
+from gml.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as e:
+    print("rc", e.code, "lightning" in sys.modules, "torch" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (("fit", "--config", "demo", "--data.manifest", "nope.csv"), "nope.csv: manifest file"),
+        (("fit", "--config", "demo", "--data.manifest", "BAD"), "row 9, column 'coded'"),
+        (("test", "--ckpt", "nope.ckpt"), "nope.ckpt: checkpoint not found"),
+        (("fit", "--resume", "nowhere"), "not a resumable run folder"),
+    ],
+)
+def test_input_errors_answer_before_lightning_is_imported(tmp_path, noise_manifest, args, needle):
+    """Missing files and bad manifests are reported without importing torch or Lightning
+    (about a second instead of ten)."""
+    df = _mutate_missing_audio(pd.read_csv(noise_manifest, dtype=str))
+    (tmp_path / "wav").symlink_to(noise_manifest.parent / "wav")
+    df.to_csv(tmp_path / "bad.csv", index=False)
+    args = [str(tmp_path / "bad.csv") if a == "BAD" else a for a in args]
+    r = subprocess.run(
+        [sys.executable, "-c", _CHECK_IMPORTS, *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.stdout.strip() == "rc 2 False False", (r.stdout, r.stderr)
+    assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_fit_checks_the_manifest_before_creating_the_run_folder(tmp_path, noise_manifest):
+    """The data module's own check (for GMLCLI used from Python, without the CLI's
+    pre-check) also runs before the run folder is made."""
+    from gml.cli.lightning import run
+    from gml.errors import GMLError
+
+    df = _mutate_missing_audio(pd.read_csv(noise_manifest, dtype=str))
+    (tmp_path / "wav").symlink_to(noise_manifest.parent / "wav")
+    df.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(GMLError, match="gone.wav"):
+        run(["fit", "--config", str(REPO / "configs" / "demo.yaml"),
+             "--data.manifest", str(tmp_path / "bad.csv"),
+             "--trainer.default_root_dir", str(tmp_path / "root")])  # fmt: skip
+    assert not (tmp_path / "root").exists() and not (tmp_path / "runs").exists()
 
 
 def test_unknown_config_key(tmp_path):

@@ -67,3 +67,12 @@ def test_paper_preset_backward_short_input(paper):
     paper(torch.randn(2, 4, 2, 32, 9)).sum().backward()
     assert paper.fc[1].weight.grad is not None
     assert paper.branches[0].trunk[1][0].weight.grad is not None  # the stem convolution
+
+
+def test_module_default_backbone_is_the_paper_network():
+    """``GMLModule()`` without a backbone is the paper's system (InSE-Net + logistic head)."""
+    from gml.module import GMLModule
+
+    module = GMLModule()
+    assert isinstance(module.backbone, InSENet)
+    assert count(module.backbone, module.head) == with_head(InSENet())

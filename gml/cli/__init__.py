@@ -157,6 +157,10 @@ def main(argv: list[str] | None = None) -> None:
             if not argv:
                 sys.exit(2)
             return
+        if argv[0] in LIGHTNING_COMMANDS:
+            from gml.cli.precheck import precheck
+
+            precheck(argv)  # missing files answer before Lightning is imported
         from gml.cli.lightning import quiet_warnings, run
 
         quiet_warnings(verbose)

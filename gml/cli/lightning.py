@@ -17,6 +17,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 
 from gml.atomic import atomic_write_text
 from gml.checkpoint import EmbedConfig, ResumePoint, read_config, resolve_checkpoint
+from gml.cli.precheck import check_resume_folder
 from gml.data.datamodule import GMLDataModule
 from gml.errors import GMLError
 from gml.module import GMLModule
@@ -117,6 +118,9 @@ class GMLCLI(LightningCLI):
     # -- fit ------------------------------------------------------------------------------
 
     def before_fit(self) -> None:
+        check = getattr(self.datamodule, "check_input", None)
+        if callable(check):
+            check()  # a bad manifest is reported before a run folder exists
         run_dir = run_folder(self.trainer)
         config_yaml = self._config_yaml()
         for cb in self.trainer.callbacks:
@@ -244,13 +248,7 @@ def _expand_resume(argv: list[str]) -> list[str]:
     run = _pop_option(rest, "--resume")
     if run is None:
         return argv
-    run_dir = Path(run).expanduser().resolve()
-    missing = [n for n in ("config.yaml", "last.ckpt") if not (run_dir / n).is_file()]
-    if missing:
-        raise GMLError(
-            f"{run_dir}: not a resumable run folder (no {' or '.join(missing)}); expected the "
-            "folder 'gml fit' printed when it started"
-        )
+    run_dir = check_resume_folder(run)
     # Lightning's CSVLogger deletes an existing metrics.csv when it starts: keep it aside,
     # GMLCLI.before_fit puts it back and the resumed run appends to it
     kept = run_dir / METRICS_KEPT

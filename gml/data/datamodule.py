@@ -289,6 +289,7 @@ class GMLDataModule(L.LightningDataModule):
         #: Examples of the current epoch already trained on (set when resuming mid-epoch).
         self.resume_skip = 0
         self.manifest: Manifest | None = None
+        self._checked: Manifest | None = None  # read by check_input, used by setup
         self._stimuli: _Stimuli | None = None
         self.partition: np.ndarray | None = None  # per stimulus: "train" / "val" / "test"
         self.test_sets: list[str] = []
@@ -340,12 +341,26 @@ class GMLDataModule(L.LightningDataModule):
         if self._given is None:
             self.manifest_path()
 
+    def check_input(self) -> None:
+        """Read and check the manifest (columns, values, audio files present) without
+        computing features, so that ``gml fit`` reports a bad manifest before it creates a
+        run folder. The built-in demo and an in-memory manifest need no check.
+
+        Raises:
+            ManifestError: naming the file, row and column.
+        """
+        if self._given is None and self.manifest_arg != BUILTIN_DEMO and self._checked is None:
+            self._checked = Manifest.read(self.manifest_path())
+
     def setup(self, stage: str | None = None) -> None:
         if self._stimuli is not None:
             return
-        self.manifest = (
-            self._given if self._given is not None else Manifest.read(self.manifest_path())
-        )
+        if self._given is not None:
+            self.manifest = self._given
+        elif self._checked is not None:
+            self.manifest = self._checked  # read by check_input
+        else:
+            self.manifest = Manifest.read(self.manifest_path())
         table = self.manifest.stimuli()
         by_stim = self.manifest.ratings.groupby(list(STIMULUS_KEY), sort=True)["score"]
         scores = [g.to_numpy(dtype=np.float32) for _, g in by_stim]
