@@ -167,6 +167,8 @@ def main(argv: list[str] | None = None) -> None:
         run(argv)
     except (GMLError, ArgumentError) as err:  # jsonargparse raises argparse's ArgumentError
         _fail(err, debug, argv)
+    except OSError as err:  # a full disk, a folder without write permission: one line too
+        _fail(err, debug, argv)
     except KeyboardInterrupt:
         print("gml: interrupted", file=sys.stderr)
         sys.exit(130)
