@@ -48,11 +48,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     """Create ``path`` (and its folder) by calling ``write`` on a temporary binary file in
     the same folder, then renaming it into place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_dead_writers(path)
-    fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
-    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_dead_writers(path)
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
+        )
+    except OSError as err:
+        if err.errno is None:
+            raise
+        # name the file the user asked for, not the temporary one
+        raise OSError(err.errno, f"cannot write {path}: {err.strerror}") from err
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -431,3 +431,24 @@ def test_default_root_dir_holds_the_run_and_is_printed_first(
     assert (run / "best.ckpt").is_file() and not (tmp_path / "runs").exists()
     out = capsys.readouterr().out
     assert out.index(f"gml: run folder {run}") < out.index("gml: finished")
+
+
+def test_messages_during_a_progress_bar_get_their_own_line():
+    """An error or warning printed while a bar is drawn starts on a line of its own."""
+    import io
+
+    from tqdm import tqdm
+
+    from gml.cli import emit
+
+    stream = io.StringIO()
+    bar = tqdm(total=10, file=stream, ascii=True, mininterval=0)
+    bar.update(3)
+    emit("gml: error: x.wav: not a sound file", stream)
+    bar.close()
+    text = stream.getvalue()
+    before = text[: text.index("gml: error")]
+    # the bar's line was cleared (carriage return) before the message, not appended to
+    assert before.endswith("\r") or before.endswith("\n"), repr(text)
+    line = [s for s in text.replace("\r", "\n").split("\n") if "gml: error" in s][0]
+    assert line == "gml: error: x.wav: not a sound file"

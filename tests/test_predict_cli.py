@@ -98,6 +98,10 @@ def test_manifest_with_subjective_statistics(tiny_run, split_manifest, tmp_path,
         (["--pairs", "missing.csv"], "missing.csv: pairs file not found"),
         (["--manifest", "m.csv", "--pairs", "p.csv"], "give one input form"),
         (["--out", "x.txt", "--reference", "a", "--coded", "b"], "expected a .json or .csv"),
+        (
+            ["--out", "/proc/gml-x/y.csv", "--reference", "a", "--coded", "b"],
+            "--out /proc/gml-x/y.csv: cannot create its folder",
+        ),
     ],
 )
 def test_bad_input_is_one_line(tiny_run, tmp_path, monkeypatch, capsys, args, needle):
@@ -177,3 +181,12 @@ def test_fit_with_a_bare_config_name(tiny_demo, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no configs/ folder here
     main(["fit", "--config", "demo", "--data.manifest", str(tiny_demo), "--trainer.fast_dev_run",
           "1", "--trainer.accelerator", "cpu", "--data.progress", "false"])  # fmt: skip
+
+
+def test_window_seconds_must_be_positive(tiny_run, tmp_path, capsys):
+    ref, cod = write_pair(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", "--ckpt", str(tiny_run), "--reference", str(ref), "--coded", str(cod),
+              "--window-seconds", "0"])  # fmt: skip
+    assert exc.value.code == 2
+    assert "--window-seconds 0.0; expected a positive number" in capsys.readouterr().err

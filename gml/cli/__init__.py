@@ -120,11 +120,23 @@ def _top_level_help() -> str:
     return "\n".join(lines)
 
 
+def emit(line: str, file=None) -> None:
+    """Print one line for the user on its own line, also while progress bars are drawn: tqdm
+    clears the bars, prints the line, and draws them again below it (a plain print would
+    land at the end of a bar's line)."""
+    file = file or sys.stderr
+    tqdm_module = sys.modules.get("tqdm")  # only when bars can exist, so --help stays light
+    if tqdm_module is not None:
+        tqdm_module.tqdm.write(line, file=file)
+    else:
+        print(line, file=file, flush=True)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     from gml.errors import GMLWarning
 
     if issubclass(category, GMLWarning):  # about the user's input: one line, no source location
-        print(f"gml: warning: {message}", file=file or sys.stderr)
+        emit(f"gml: warning: {message}", file or sys.stderr)
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
 
@@ -181,8 +193,8 @@ def _fail(err: Exception, debug: bool, argv: list[str]) -> None:
     if isinstance(err, ArgumentError):
         sub = argv[0] if argv and argv[0] in LIGHTNING_COMMANDS else ""
         message += f" (see 'gml {sub} --help')".replace("  ", " ")
-    print(f"gml: error: {message}", file=sys.stderr)
+    emit(f"gml: error: {message}", sys.stderr)
     sys.exit(2)
 
 
-__all__ = ["EXTRA_COMMANDS", "configs_dir", "main", "resolve_config"]
+__all__ = ["EXTRA_COMMANDS", "configs_dir", "emit", "main", "resolve_config"]

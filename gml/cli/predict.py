@@ -81,6 +81,11 @@ def main(argv: list[str]) -> None:
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix.lower() not in (".json", ".csv"):
         raise GMLError(f"predict: --out {out}: expected a .json or .csv file name")
+    if out is not None:
+        try:  # a folder that cannot be made is reported before any scoring
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise GMLError(f"--out {out}: cannot create its folder ({err.strerror})") from None
     # check every input before loading the model, so mistakes answer at once
     if forms["--reference/--coded"]:
         if args.reference is None or args.coded is None:
