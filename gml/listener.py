@@ -17,6 +17,7 @@ scores are clipped to 0–100 the same way, so simulated panels look like real o
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -221,6 +222,8 @@ class Listener:
             so memory does not grow with the file's length.
         align: Estimate the codec's delay per pair and remove it before the features
             (:func:`gml.features.delay.estimate_delay`, within ±0.5 s).
+        prefetch: When scoring lists, read and analyse the next pairs in a worker thread
+            while the model scores the current ones.
 
     Long excerpts: a pair longer than ``window_seconds`` is cut into windows of that length
     with ``window_overlap`` overlap (the last window ends at the end of the excerpt); each
@@ -239,6 +242,7 @@ class Listener:
         batch_size: int | None = None,
         block_seconds: float = 60.0,
         align: bool = True,
+        prefetch: bool = True,
     ):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -266,6 +270,11 @@ class Listener:
         self.batch_size = int(batch_size)
         self.block_seconds = float(block_seconds)
         self.align = bool(align)
+        #: Prepare the next pairs (read, align, features) in a worker thread while the
+        #: model scores the current ones (see :meth:`predict`).
+        self.prefetch = bool(prefetch)
+        self._remembered: dict = {}  # see feature_memory
+        self._remembered_lock = threading.Lock()
 
     @property
     def checkpoint(self) -> str | None:
@@ -279,15 +288,36 @@ class Listener:
 
     # -- features -------------------------------------------------------------------------
 
+    #: Files whose features are remembered: a reference scored against several coded
+    #: versions (a codec comparison) is analysed once.
+    feature_memory: int = 4
+
     def _features(self, source: AudioInput, skip: int = 0):
         from gml.features.stream import streamed_spectrogram
 
         if isinstance(source, tuple) and len(source) == 2:
             array, rate = source
             source = (array, int(rate))
-        return streamed_spectrogram(
+        key = None
+        if isinstance(source, (str, os.PathLike)):
+            try:
+                st = os.stat(source)
+                key = (os.path.realpath(source), st.st_mtime_ns, st.st_size, skip)
+            except OSError:
+                key = None  # streamed_spectrogram reports the missing file
+            with self._remembered_lock:
+                hit = self._remembered.get(key) if key is not None else None
+            if hit is not None:
+                return hit
+        result = streamed_spectrogram(
             source, self.frontend, block_seconds=self.block_seconds, skip_samples=skip
         )
+        if key is not None and self.feature_memory > 0:
+            with self._remembered_lock:
+                self._remembered[key] = result
+                while len(self._remembered) > self.feature_memory:
+                    self._remembered.pop(next(iter(self._remembered)))  # the oldest
+        return result
 
     def _windows(self, num_frames: int) -> list[tuple[int, int]]:
         """``(start, end)`` frame ranges covering ``num_frames`` (see the class docstring)."""
@@ -494,13 +524,7 @@ class Listener:
 
         bar = _progress(len(refs), "gml predict", show)
         results: list[Prediction] = []
-        for start in range(0, len(refs), chunk_pairs):
-            pairs = [
-                self._pair_windows(r, c)
-                for r, c in zip(
-                    refs[start : start + chunk_pairs], cods[start : start + chunk_pairs]
-                )
-            ]
+        for pairs in self._prepared_chunks(refs, cods, chunk_pairs):
             flat = [w for windows, *_ in pairs for w in windows]
             params = self._window_params(flat)
             k = 0
@@ -518,6 +542,68 @@ class Listener:
         if per_window:
             frame["per_window"] = [r.per_window for r in results]
         return frame
+
+    def _prepared_chunks(self, refs: list, cods: list, chunk_pairs: int):
+        """Yield lists of prepared pairs (:meth:`_pair_windows`), in order, at most
+        ``chunk_pairs`` at a time (so memory stays bounded).
+
+        With :attr:`prefetch` and more than one pair, a worker thread reads, aligns and
+        analyses the next pairs while the caller runs the model on the ones already prepared:
+        each chunk is whatever is ready (at least one pair), so the two overlap from the
+        first pair on. Errors are raised in order, as without the worker.
+        """
+        if not self.prefetch or len(refs) < 2:
+            for start in range(0, len(refs), chunk_pairs):
+                yield [
+                    self._pair_windows(r, c)
+                    for r, c in zip(
+                        refs[start : start + chunk_pairs], cods[start : start + chunk_pairs]
+                    )
+                ]
+            return
+        import queue
+
+        ready: queue.Queue = queue.Queue(maxsize=chunk_pairs)
+        stop = threading.Event()
+
+        def work() -> None:
+            for r, c in zip(refs, cods):
+                try:
+                    item = (self._pair_windows(r, c), None)
+                except BaseException as err:  # handed to the caller, in order
+                    item = (None, err)
+                while not stop.is_set():
+                    try:
+                        ready.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set() or item[1] is not None:
+                    return
+
+        worker = threading.Thread(target=work, name="gml-prefetch", daemon=True)
+        worker.start()
+        try:
+            remaining = len(refs)
+            while remaining:
+                chunk = []
+                item = ready.get()  # wait for at least one pair
+                while True:
+                    pair, err = item
+                    if err is not None:
+                        raise err
+                    chunk.append(pair)
+                    remaining -= 1
+                    if not remaining or len(chunk) >= chunk_pairs:
+                        break
+                    try:
+                        item = ready.get_nowait()  # and take whatever else is ready
+                    except queue.Empty:
+                        break
+                yield chunk
+        finally:
+            stop.set()
+            worker.join()
 
     def distribution(self, reference: AudioInput, coded: AudioInput) -> Distribution:
         """The predicted score distribution of one pair (see the class docstring for long

@@ -124,3 +124,47 @@ def test_batched_windows_equal_batch_one(tiny_run, tmp_path):
         atol=1e-4,
     )
     assert a.mean == pytest.approx(b.mean, abs=1e-4) and a.std == pytest.approx(b.std, abs=1e-4)
+
+
+def test_prefetching_worker_gives_the_same_predictions_in_order(tiny_run, tmp_path):
+    """Pairs prepared in a worker thread while the model runs: same rows, same order, and
+    an unreadable file is reported as without the worker (naming it)."""
+    pairs = [write_pair(tmp_path, seconds=1.0 + 0.5 * k, seed=k) for k in range(5)]
+    refs, cods = [str(r) for r, _ in pairs], [str(c) for _, c in pairs]
+    on = gml.load(tiny_run, device="cpu", prefetch=True)
+    off = gml.load(tiny_run, device="cpu", prefetch=False)
+    a = on.predict(refs, cods, chunk_pairs=2)
+    b = off.predict(refs, cods, chunk_pairs=2)
+    assert list(a["coded"]) == cods
+    assert a["mean"].tolist() == pytest.approx(b["mean"].tolist(), abs=1e-5)
+    assert a["std"].tolist() == pytest.approx(b["std"].tolist(), abs=1e-5)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio")
+    from gml.features import AudioError
+
+    with pytest.raises(AudioError, match="bad.wav"):
+        on.predict(refs[:2] + [refs[2]], cods[:2] + [str(bad)])
+
+
+def test_a_shared_reference_is_analysed_once(tiny_run, tmp_path, monkeypatch):
+    """Several coded versions of one reference: its features are computed once, and the
+    predictions equal those of a listener that remembers nothing."""
+    import gml.features.stream as stream
+
+    ref, _ = write_pair(tmp_path, seed=0)
+    cods = [str(write_pair(tmp_path / f"c{k}", seed=k)[1]) for k in range(3)]
+    calls: list[str] = []
+    real = stream.streamed_spectrogram
+
+    def counting(source, *a, **k):
+        calls.append(str(source))
+        return real(source, *a, **k)
+
+    monkeypatch.setattr(stream, "streamed_spectrogram", counting)
+    lis = gml.load(tiny_run, device="cpu", align=False)
+    frame = lis.predict([str(ref)] * 3, cods)
+    assert calls.count(str(ref)) == 1 and len(calls) == 4
+    fresh = gml.load(tiny_run, device="cpu", align=False)
+    fresh.feature_memory = 0
+    again = fresh.predict([str(ref)] * 3, cods)
+    assert frame["mean"].tolist() == pytest.approx(again["mean"].tolist(), abs=1e-6)
