@@ -78,20 +78,23 @@ def _read_mono(source: AudioSource, seconds: float) -> tuple[np.ndarray, int]:
 
 def _decimated(mono: np.ndarray, factor: int) -> np.ndarray:
     """Every ``factor``-th sample after a triangular low-pass of length ``2 * factor - 1``
-    (two moving averages, float64).
+    (weights 1, 2, ..., factor, ..., 2, 1; float64 out).
 
     A coarse view for locating the correlation peak, ~20x cheaper than ``resample_poly``
     and as good for it on the conformance pairs (same delays): it keeps the band below the
     new rate's Nyquist frequency nearly flat, which matters for tonal content there (a
     glockenspiel), at the price of some aliasing; the peak is refined at the full rate.
+    Computed as two weighted sums over blocks of ``factor`` samples (einsum: one thread,
+    no BLAS workers left spinning).
     """
     if factor <= 1:
         return mono.astype(np.float64)
-    c = np.cumsum(mono, dtype=np.float64)
-    c[factor:] = c[factor:] - c[:-factor].copy()  # moving sum over `factor` samples
-    c = np.cumsum(c)
-    c[factor:] = c[factor:] - c[:-factor].copy()  # and again: a triangle
-    return c[factor - 1 :: factor] / factor**2
+    blocks = mono[: len(mono) // factor * factor].reshape(-1, factor)
+    rising = np.arange(1, factor + 1, dtype=blocks.dtype)  # 1 .. factor
+    falling = np.arange(factor - 1, -1, -1, dtype=blocks.dtype)  # factor-1 .. 0
+    up = np.einsum("ij,j->i", blocks, rising, dtype=np.float64)
+    down = np.einsum("ij,j->i", blocks, falling, dtype=np.float64)
+    return (up[:-1] + down[1:]) / factor**2
 
 
 def _at_rate(mono: np.ndarray, file_rate: int, rate: int | None) -> np.ndarray:
