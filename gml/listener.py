@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, MixtureSameFamily
 
 from gml.checkpoint import load_module
@@ -224,6 +224,8 @@ class Listener:
             (:func:`gml.features.delay.estimate_delay`, within ±0.5 s).
         prefetch: When scoring lists, read and analyse the next pairs in a worker thread
             while the model scores the current ones.
+        bf16: Run the backbone under bfloat16 autocast, the head in float32. For GPUs and
+            CPUs with bf16 units; slower on CPUs without them (``docs/performance.md``).
 
     Long excerpts: a pair longer than ``window_seconds`` is cut into windows of that length
     with ``window_overlap`` overlap (the last window ends at the end of the excerpt); each
@@ -243,6 +245,7 @@ class Listener:
         block_seconds: float = 60.0,
         align: bool = True,
         prefetch: bool = True,
+        bf16: bool = False,
     ):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -273,6 +276,8 @@ class Listener:
         #: Prepare the next pairs (read, align, features) in a worker thread while the
         #: model scores the current ones (see :meth:`predict`).
         self.prefetch = bool(prefetch)
+        #: Run the backbone under bfloat16 autocast (the head stays float32).
+        self.bf16 = bool(bf16)
         self._remembered: dict = {}  # see feature_memory
         self._remembered_lock = threading.Lock()
 
@@ -346,15 +351,23 @@ class Listener:
                 chunk = idx[k : k + self.batch_size]
                 x = torch.stack([feats[i] for i in chunk]).to(self.device)
                 params = torch.stack(
-                    [
-                        m.head.proj(net(x)).float().cpu()
-                        for m, net in zip(self.members, self._backbones)
-                    ],
+                    [self._head_params(m, net, x) for m, net in zip(self.members, self._backbones)],
                     dim=1,
                 )
                 for i, p in zip(chunk, params):
                     out[i] = p
         return out  # type: ignore[return-value]
+
+    def _head_params(self, module: Any, net: nn.Module, x: Tensor) -> Tensor:
+        """Raw head parameters of a batch of windows for one member: the backbone under
+        bfloat16 autocast when asked, the head always in float32 (as in training).
+
+        Shape:
+            x: ``[B, 4, 2, bands, T]`` → ``[B, num_params]`` (float32, on the CPU).
+        """
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            embedding = net(x)
+        return module.head.proj(embedding.float()).float().cpu()
 
     def _distribution(self, params: Tensor) -> Distribution:
         """The excerpt's distribution from its windows' parameters: per member the

@@ -168,3 +168,20 @@ def test_a_shared_reference_is_analysed_once(tiny_run, tmp_path, monkeypatch):
     fresh.feature_memory = 0
     again = fresh.predict([str(ref)] * 3, cods)
     assert frame["mean"].tolist() == pytest.approx(again["mean"].tolist(), abs=1e-6)
+
+
+def test_bf16_listener_stays_close_to_float32(tiny_run, tmp_path):
+    """bfloat16 inference (backbone under autocast, head in float32) moves the predictions by
+    well under 0.5 points (the demo model: 0.26 at most over its 360 stimuli,
+    benchmarks/bf16_agreement.py)."""
+    pairs = [write_pair(tmp_path, seconds=1.5, seed=k) for k in range(3)]
+    refs, cods = [str(r) for r, _ in pairs], [str(c) for _, c in pairs]
+    a = gml.load(tiny_run, device="cpu").predict(refs, cods)
+    lis = gml.load(tiny_run, device="cpu", bf16=True)
+    b = lis.predict(refs, cods)
+    assert (a["mean"] - b["mean"]).abs().max() < 0.5
+    assert (a["std"] - b["std"]).abs().max() < 0.5
+    x = torch.rand(1, 4, 2, 32, 60) * 60
+    with torch.no_grad():
+        params = lis._head_params(lis.module, lis._backbones[0], x)
+    assert params.dtype == torch.float32

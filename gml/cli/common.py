@@ -9,7 +9,7 @@ from gml.errors import GMLError
 
 def add_listener_arguments(p: argparse.ArgumentParser) -> None:
     """``--ckpt`` (repeatable: an ensemble), ``--device``, ``--batch-size``,
-    ``--window-seconds``, ``--no-progress``."""
+    ``--window-seconds``, ``--bf16``, ``--no-progress``."""
     p.add_argument(
         "--ckpt",
         required=True,
@@ -28,6 +28,11 @@ def add_listener_arguments(p: argparse.ArgumentParser) -> None:
         help="excerpts up to this long are scored whole, longer ones in windows of this "
         "length with 50%% overlap (default 20)",
     )
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="run the network in bfloat16 (GPUs; slower on CPUs without bf16 units)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -44,4 +49,5 @@ def load_listener(args: argparse.Namespace):
         device=args.device,
         batch_size=args.batch_size,
         window_seconds=args.window_seconds,
+        bf16=args.bf16,
     )
