@@ -216,8 +216,9 @@ class Listener:
             of this length.
         window_overlap: Overlap of consecutive windows (0.5: a window every 10 s).
         batch_size: Windows of equal length per forward pass (default: 8 on CPU, 16 on a
-            GPU). On CPU the backbone still runs one window's views at a time inside the
-            batch (see ``ViewBranch.cpu_eval_chunk``), so memory stays bounded.
+            GPU). On CPU, InSE-Net still runs one window's views at a time inside the batch
+            (``ViewBranch.cpu_eval_chunk``), so memory stays bounded; a backbone of your own
+            sees the whole batch.
         block_seconds: Audio is read and turned into features in blocks of this many seconds,
             so memory does not grow with the file's length.
         align: Estimate the codec's delay per pair and remove it before the features
