@@ -11,23 +11,19 @@ step) and the peak resident memory of the process.
 from __future__ import annotations
 
 import argparse
-import platform
-import resource
+import os
 import statistics
 import sys
 import time
 
 import torch
 
-from gml.backbones import PRESETS, InSENet
-from gml.features import GammatoneFrontend
-from gml.heads import LogisticHead
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import describe_machine, peak_rss_mib  # noqa: E402
 
-
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process in MiB (ru_maxrss is KiB on Linux, B on macOS)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+from gml.backbones import PRESETS, InSENet  # noqa: E402
+from gml.features import GammatoneFrontend  # noqa: E402
+from gml.heads import LogisticHead  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,8 +80,7 @@ def main(argv: list[str] | None = None) -> None:
             torch.cuda.synchronize()
         return time.perf_counter() - t0
 
-    print(f"machine: {platform.machine()}, torch {torch.__version__}, device {device}")
-    print(f"threads: {torch.get_num_threads()}")
+    print(describe_machine(str(device)))
     views = "separate" if args.separate_views else "shared"
     layout = "NCHW" if args.nchw or device.type != "cpu" else "channels-last"
     print(

@@ -42,14 +42,16 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def describe_machine(device: str = "cpu") -> str:
-    """One paragraph: machine, CPU and its vector units, torch version, threads, device."""
+def describe_machine(device: str = "cpu", threads: int | None = None) -> str:
+    """One paragraph: machine, CPU and its vector units, torch version, threads (this
+    process's, or ``threads`` when the timing runs in a child process), device."""
     flags = cpu_flags()
     simd = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in flags]
     lines = [
         f"machine  {platform.platform()}, {os.cpu_count()} CPUs: {cpu_model()}",
         f"         vector units: {', '.join(simd) or 'unknown'}",
-        f"torch    {torch.__version__}, threads {torch.get_num_threads()}, device {device}",
+        f"torch    {torch.__version__}, threads {threads or torch.get_num_threads()}, "
+        f"device {device}",
     ]
     if device.startswith("cuda") and torch.cuda.is_available():
         lines.append(f"gpu      {torch.cuda.get_device_name(device)}")

@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -26,13 +24,15 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from gml.features import GammatoneFrontend, audio_info, load_audio, streamed_spectrogram
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import describe_machine, peak_rss_mib  # noqa: E402
 
-
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process in MiB (ru_maxrss is KiB on Linux, B on macOS)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+from gml.features import (  # noqa: E402
+    GammatoneFrontend,
+    audio_info,
+    load_audio,
+    streamed_spectrogram,
+)
 
 
 def write_noise_tone(path: str, minutes: float, rate: int, seed: int = 0) -> None:
@@ -95,8 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         child(args)
         return
 
-    print(f"machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs")
-    print(f"python {platform.python_version()}, torch {torch.__version__}, threads {args.threads}")
+    print(describe_machine(threads=args.threads))
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "long.wav")
         t0 = time.perf_counter()

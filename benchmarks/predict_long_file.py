@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,8 @@ import soundfile as sf
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from long_file_rss import peak_rss_mib, write_noise_tone  # noqa: E402
+from common import describe_machine, peak_rss_mib  # noqa: E402
+from long_file_rss import write_noise_tone  # noqa: E402
 
 
 def child(args: argparse.Namespace) -> None:
@@ -93,8 +93,7 @@ def main() -> None:
             cmd += ["--ckpt", args.ckpt]
         r = subprocess.run(cmd, capture_output=True, text=True, check=True)
         res = json.loads(r.stdout.strip().splitlines()[-1])
-    print(f"machine   {platform.platform()}, {os.cpu_count()} CPUs, {platform.processor() or '?'}")
-    print(f"torch     {torch.__version__}, threads {args.threads}, device {args.device}")
+    print(describe_machine(args.device, threads=args.threads))
     model = args.ckpt or f"untrained InSENet({args.preset!r})"
     print(f"input     {args.minutes:g} min stereo {args.rate} Hz pair; model {model}")
     print(f"windows   {res['windows']} (batch {args.batch_size})")
