@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -58,21 +58,36 @@ def quantiles(dist: Distribution, probs: Sequence[float] = QUANTILES) -> Tensor:
     Shape:
         returns ``[len(probs)]`` (float64).
     """
-    mean = dist.mean.double()
-    std = dist.stddev.double()
-    p = torch.as_tensor(probs, dtype=torch.float64)
-    if not torch.isfinite(std) or not torch.isfinite(mean):
-        return torch.full_like(p, float("nan"))
-    lo = torch.full_like(p, float(mean - 40 * std - 1))
-    hi = torch.full_like(p, float(mean + 40 * std + 1))
+    mean, std = dist.mean.double().reshape(1), dist.stddev.double().reshape(1)
+    dtype = dist.mean.dtype
+    return _bisect_quantiles(lambda x: dist.cdf(x.to(dtype)[:, 0]).unsqueeze(1), mean, std, probs)[
+        :, 0
+    ]
+
+
+def _bisect_quantiles(
+    cdf: Callable[[Tensor], Tensor], mean: Tensor, std: Tensor, probs: Sequence[float]
+) -> Tensor:
+    """Quantiles of several distributions at once, by bisection on their CDFs between
+    ``mean ± (40 std + 1)``; NaN where the mean or spread is not finite or there is no CDF.
+
+    Shape:
+        cdf: ``[Q, D]`` values → ``[Q, D]`` probabilities; mean, std: ``[D]``;
+        returns ``[Q, D]`` (float64).
+    """
+    p = torch.as_tensor(probs, dtype=torch.float64).unsqueeze(1)
+    ok = torch.isfinite(mean) & torch.isfinite(std)
+    mean, std = torch.where(ok, mean, 0.0), torch.where(ok, std, 1.0)
+    lo = (mean - 40 * std - 1).expand(len(probs), -1)
+    hi = (mean + 40 * std + 1).expand(len(probs), -1)
     try:
         for _ in range(60):  # interval shrinks 2^-60: far below a score point
             mid = (lo + hi) / 2
-            below = dist.cdf(mid.to(dist.mean.dtype)).double() < p
+            below = cdf(mid).double() < p
             lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
     except NotImplementedError:
-        return torch.full_like(p, float("nan"))
-    return (lo + hi) / 2
+        return torch.full((len(probs), len(mean)), float("nan"), dtype=torch.float64)
+    return torch.where(ok, (lo + hi) / 2, float("nan"))
 
 
 def simulate_panels(
@@ -436,66 +451,116 @@ class Listener:
                 stacklevel=4,
             )
 
-    def _prediction(
+    def _predictions(
         self,
-        params: Tensor,
-        spans,
-        ref_info,
-        cod_info,
-        delay: int,
+        params: list[Tensor],
+        prepared: list,
         n_listeners: int,
         per_window: bool,
-    ) -> Prediction:
-        dist = self._distribution(params)
-        mean = float(dist.mean)
-        std = float(getattr(dist, "listener_stddev", dist.stddev))
-        model_std = float(getattr(dist, "model_stddev", float("nan")))
-        q = quantiles(dist).tolist()
+        keep_distribution: bool,
+    ) -> list[Prediction]:
+        """The predictions of a chunk of pairs, their statistics computed for all at once.
+
+        Each pair's distribution is the mixture of :meth:`_distribution`; its mean, spreads,
+        CDF and quantiles are computed here from the windows' components with segment sums
+        over the whole chunk (one bisection for every pair and quantile), which gives the same
+        figures as the mixture objects to float rounding (tested) at a small fraction of the
+        cost: built pair by pair, the statistics took about 14 ms a pair on a 2-core CPU, more
+        than the model takes on a GPU.
+
+        Args:
+            params: Per pair ``[W_i, members, num_params]`` (its windows' head parameters).
+            prepared: Per pair ``(windows, spans, ref_info, cod_info, delay)``.
+            keep_distribution: Build each pair's distribution object (one pair: its
+                :attr:`Prediction.distribution`; lists leave it out).
+        """
+        count = torch.tensor([p.shape[0] for p in params])
+        pairs = len(params)
+        owner = torch.repeat_interleave(torch.arange(pairs), count)  # pair of each window
+        flat = torch.cat(params)  # [N, members, num_params]
+        comps = [m.spread_distribution(flat[:, k]) for k, m in enumerate(self.members)]
+        weight = 1.0 / count[owner].double()  # each window's weight in its pair's mixture
+
+        def per_pair(x: Tensor) -> Tensor:  # [..., N] -> [..., pairs]: window-weighted sums
+            out = x.new_zeros(*x.shape[:-1], pairs, dtype=torch.float64)
+            return out.index_add_(-1, owner, x.double() * weight)
+
+        mu = torch.stack([c.mean for c in comps])  # [members, N]
+        var = torch.stack([c.variance for c in comps])
+        member_mean = per_pair(mu)  # [members, pairs]
+        # a mixture's variance: mean of the windows' variances + variance of their means
+        member_var = per_pair(var) + per_pair((mu.double() - member_mean[:, owner]) ** 2)
+        mean = member_mean.mean(0)
+        if len(self.members) > 1:  # EqualMixture: listener spread and model disagreement
+            std = member_var.mean(0).sqrt()
+            model_std = member_mean.std(0, unbiased=False)
+            total_std = (std**2 + model_std**2).sqrt()
+        else:
+            std = total_std = member_var[0].sqrt()
+            model_std = torch.full_like(mean, float("nan"))
+        members = len(comps)
+
+        def cdf(x: Tensor) -> Tensor:  # x [Q, pairs] -> each pair's mixture CDF [Q, pairs]
+            at = x.to(mu.dtype)[:, owner]  # [Q, N]: each window at its pair's value
+            return sum(per_pair(c.cdf(at)) for c in comps) / members
+
         try:
-            # below 0 is P(X < 0), not P(X <= 0): a censored head's mass at exactly 0 is inside
             below = torch.nextafter(torch.tensor(SCALE[0]), torch.tensor(-1.0))
-            p_out = float(dist.cdf(below) + 1 - dist.cdf(torch.tensor(SCALE[1])))
+            bounds = torch.stack([below.expand(pairs), torch.full((pairs,), float(SCALE[1]))])
+            at_bounds = cdf(bounds)
+            # below 0 is P(X < 0), not P(X <= 0): a censored head's mass at exactly 0 is inside
+            p_out = at_bounds[0] + 1 - at_bounds[1]
         except NotImplementedError:
-            p_out = float("nan")
-        hop_s = self.frontend.hop_length / self.frontend.settings()["sample_rate"]
-        win_s = self.frontend.win_length / self.frontend.settings()["sample_rate"]
-        window_table = None
-        if per_window:
-            comps = [m.spread_distribution(params[:, k]) for k, m in enumerate(self.members)]
-            window_table = pd.DataFrame(
-                {
-                    "start": [s * hop_s for s, _ in spans],
-                    "end": [(e - 1) * hop_s + win_s for _, e in spans],
-                    "mean": torch.stack([c.mean for c in comps]).mean(0).numpy().astype(float),
-                    "std": torch.stack([c.variance for c in comps])
-                    .mean(0)
-                    .sqrt()
-                    .numpy()
-                    .astype(float),
-                }
+            p_out = torch.full_like(mean, float("nan"))
+        q = _bisect_quantiles(cdf, mean, total_std, QUANTILES)  # [Q, pairs]
+
+        fs = self.frontend.settings()["sample_rate"]
+        hop_s, win_s = self.frontend.hop_length / fs, self.frontend.win_length / fs
+        window_mean = torch.stack([c.mean for c in comps]).mean(0)  # [N] over members
+        window_std = torch.stack([c.variance for c in comps]).mean(0).sqrt()
+        first = torch.cumsum(count, 0) - count
+        out = []
+        for i, (_, spans, ref_info, cod_info, delay) in enumerate(prepared):
+            window_table = None
+            if per_window:
+                rows = slice(int(first[i]), int(first[i] + count[i]))
+                window_table = pd.DataFrame(
+                    {
+                        "start": [s * hop_s for s, _ in spans],
+                        "end": [(e - 1) * hop_s + win_s for _, e in spans],
+                        "mean": window_mean[rows].numpy().astype(float),
+                        "std": window_std[rows].numpy().astype(float),
+                    }
+                )
+            m = float(mean[i])
+            out.append(
+                Prediction(
+                    reference=ref_info.source,
+                    coded=cod_info.source,
+                    n_listeners=int(n_listeners),
+                    mean=float(np.clip(m, *SCALE)),
+                    std=float(std[i]),
+                    model_std=float(model_std[i]),
+                    members=members,
+                    ci95=float(ci_halfwidth(float(std[i]), n_listeners)),
+                    **{
+                        f"q{round(p * 100):02d}": float(np.clip(float(q[j, i]), *SCALE))
+                        for j, p in enumerate(QUANTILES)
+                    },
+                    p_outside=float(p_out[i]),
+                    clamped=bool(m < SCALE[0] or m > SCALE[1]),
+                    duration=max(ref_info.duration, cod_info.duration),
+                    delay_ms=1000.0 * delay / fs,
+                    windows=len(spans),
+                    reference_rate=ref_info.sample_rate,
+                    reference_channels=ref_info.channels,
+                    coded_rate=cod_info.sample_rate,
+                    coded_channels=cod_info.channels,
+                    distribution=self._distribution(params[i]) if keep_distribution else None,
+                    per_window=window_table,
+                )
             )
-        return Prediction(
-            reference=ref_info.source,
-            coded=cod_info.source,
-            n_listeners=int(n_listeners),
-            mean=float(np.clip(mean, *SCALE)),
-            std=std,
-            model_std=model_std,
-            members=len(self.members),
-            ci95=float(ci_halfwidth(std, n_listeners)),
-            **{f"q{round(p * 100):02d}": float(np.clip(v, *SCALE)) for p, v in zip(QUANTILES, q)},
-            p_outside=p_out,
-            clamped=bool(mean < SCALE[0] or mean > SCALE[1]),
-            duration=max(ref_info.duration, cod_info.duration),
-            delay_ms=1000.0 * delay / self.frontend.settings()["sample_rate"],
-            windows=len(spans),
-            reference_rate=ref_info.sample_rate,
-            reference_channels=ref_info.channels,
-            coded_rate=cod_info.sample_rate,
-            coded_channels=cod_info.channels,
-            distribution=dist,
-            per_window=window_table,
-        )
+        return out
 
     def predict(
         self,
@@ -541,14 +606,12 @@ class Listener:
         for pairs in self._prepared_chunks(refs, cods, chunk_pairs):
             flat = [w for windows, *_ in pairs for w in windows]
             params = self._window_params(flat)
-            k = 0
-            for windows, spans, ref_info, cod_info, delay in pairs:
-                p = torch.stack(params[k : k + len(windows)])
+            per_pair, k = [], 0
+            for windows, *_ in pairs:
+                per_pair.append(torch.stack(params[k : k + len(windows)]))
                 k += len(windows)
-                results.append(
-                    self._prediction(p, spans, ref_info, cod_info, delay, n_listeners, per_window)
-                )
-                bar.update(1)
+            results += self._predictions(per_pair, pairs, n_listeners, per_window, single)
+            bar.update(len(pairs))
         bar.close()
         if single:
             return results[0]
