@@ -242,6 +242,12 @@ class Listener:
             while the model scores the current ones.
         bf16: Run the backbone under bfloat16 autocast, the head in float32. For GPUs and
             CPUs with bf16 units; slower on CPUs without them (``docs/performance.md``).
+        workers: Worker processes that read lists of files (decode, resample, estimate the
+            delay) while the model runs; the frontend then runs on the model's device, on
+            whole batches of pairs of similar length (:mod:`gml.data.pair_audio`). Default:
+            on a GPU, one per CPU core but two (at most 12); on CPU 0, which uses the
+            ``prefetch`` thread instead (the cores are busy with the model there). Only for
+            lists of file paths; arrays and single pairs take the thread path.
 
     Long excerpts: a pair longer than ``window_seconds`` is cut into windows of that length
     with ``window_overlap`` overlap (the last window ends at the end of the excerpt); each
@@ -262,6 +268,7 @@ class Listener:
         align: bool = True,
         prefetch: bool = True,
         bf16: bool = False,
+        workers: int | None = None,
     ):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -294,6 +301,18 @@ class Listener:
         self.prefetch = bool(prefetch)
         #: Run the backbone under bfloat16 autocast (the head stays float32).
         self.bf16 = bool(bf16)
+        if workers is None:
+            workers = (
+                max(1, min(12, (os.cpu_count() or 2) - 2)) if self.device.type == "cuda" else 0
+            )
+        if workers < 0:
+            raise ValueError(f"workers must be 0 or more, got {workers}")
+        #: Worker processes reading lists of files (0: the ``prefetch`` thread instead).
+        self.workers = int(workers)
+        #: With workers: search each pair's codec delay on the model's device (a GPU does it
+        #: in well under a millisecond; the workers' CPUs took tens) when both files are at
+        #: the frontend's rate; the same delays (:func:`~gml.features.delay.delay_of_mono_torch`).
+        self.delay_on_device = self.device.type == "cuda"
         self._remembered: dict = {}  # see feature_memory
         self._remembered_lock = threading.Lock()
 
@@ -602,15 +621,16 @@ class Listener:
         from gml.data.cache import _progress
 
         bar = _progress(len(refs), "gml predict", show)
-        results: list[Prediction] = []
-        for pairs in self._prepared_chunks(refs, cods, chunk_pairs):
-            flat = [w for windows, *_ in pairs for w in windows]
-            params = self._window_params(flat)
-            per_pair, k = [], 0
-            for windows, *_ in pairs:
-                per_pair.append(torch.stack(params[k : k + len(windows)]))
-                k += len(windows)
-            results += self._predictions(per_pair, pairs, n_listeners, per_window, single)
+        results: list[Prediction | None] = [None] * len(refs)
+        paths = all(isinstance(x, (str, os.PathLike)) for x in refs + cods)
+        if self.workers > 0 and len(refs) > 1 and paths:
+            chunks = self._loaded_chunks(refs, cods)
+        else:
+            chunks = self._prepared_chunks(refs, cods, chunk_pairs)
+        for indices, pairs in chunks:
+            preds = self._score_prepared(pairs, n_listeners, per_window, single)
+            for i, pred in zip(indices, preds):
+                results[i] = pred
             bar.update(len(pairs))
         bar.close()
         if single:
@@ -620,8 +640,19 @@ class Listener:
             frame["per_window"] = [r.per_window for r in results]
         return frame
 
+    def _score_prepared(
+        self, pairs: list, n_listeners: int, per_window: bool, keep_distribution: bool
+    ) -> list[Prediction]:
+        """The model and the statistics for prepared pairs (:meth:`_pair_windows`)."""
+        params = self._window_params([w for windows, *_ in pairs for w in windows])
+        per_pair, k = [], 0
+        for windows, *_ in pairs:
+            per_pair.append(torch.stack(params[k : k + len(windows)]))
+            k += len(windows)
+        return self._predictions(per_pair, pairs, n_listeners, per_window, keep_distribution)
+
     def _prepared_chunks(self, refs: list, cods: list, chunk_pairs: int):
-        """Yield lists of prepared pairs (:meth:`_pair_windows`), in order, at most
+        """Yield ``(indices, prepared pairs)`` (:meth:`_pair_windows`), in order, at most
         ``chunk_pairs`` at a time (so memory stays bounded).
 
         With :attr:`prefetch` and more than one pair, a worker thread reads, aligns and
@@ -631,12 +662,11 @@ class Listener:
         """
         if not self.prefetch or len(refs) < 2:
             for start in range(0, len(refs), chunk_pairs):
-                yield [
-                    self._pair_windows(r, c)
-                    for r, c in zip(
-                        refs[start : start + chunk_pairs], cods[start : start + chunk_pairs]
-                    )
-                ]
+                stop = min(start + chunk_pairs, len(refs))
+                yield (
+                    range(start, stop),
+                    [self._pair_windows(r, c) for r, c in zip(refs[start:stop], cods[start:stop])],
+                )
             return
         import queue
 
@@ -677,10 +707,104 @@ class Listener:
                         item = ready.get_nowait()  # and take whatever else is ready
                     except queue.Empty:
                         break
-                yield chunk
+                done = len(refs) - remaining
+                yield range(done - len(chunk), done), chunk
         finally:
             stop.set()
             worker.join()
+
+    def _loaded_chunks(self, refs: list, cods: list):
+        """Yield ``(indices, prepared pairs)`` for batches of pairs read by :attr:`workers`
+        processes (:func:`gml.data.pair_audio.pair_loader`), in order of length: the
+        waveforms are copied to the device and analysed there, equal lengths together. A pair
+        that cannot be used raises its error (naming the file) when its batch arrives.
+        """
+        from gml.data.pair_audio import PairAudio, pair_loader
+
+        fs = self.frontend.settings()["sample_rate"]
+        dataset = PairAudio(
+            refs,
+            cods,
+            fs,
+            self.frontend.win_length / fs,
+            align=self.align,
+            delay_on_device=self.delay_on_device,
+        )
+        loader = pair_loader(
+            dataset,
+            self.workers,
+            batch_seconds=20.0 * self.batch_size,  # batch_size pairs of 10 s
+            max_pairs=4 * self.batch_size,
+            pin_memory=self.device.type == "cuda",
+        )
+        for batch in loader:
+            for item in batch["pairs"]:
+                if "error" in item:
+                    raise item["error"]
+            yield [item["index"] for item in batch["pairs"]], self._batch_windows(batch)
+
+    @torch.inference_mode()
+    def _batch_windows(self, batch: dict) -> list:
+        """:meth:`_pair_windows` for a batch of loaded pairs: signals of equal length share
+        the frontend's passes on the model's device; signals longer than ``block_seconds``
+        are analysed block by block (bounded memory).
+        """
+        from gml.data.datamodule import pad_frames
+        from gml.data.pair_audio import unpack_pair
+        from gml.features.delay import delay_of_mono_torch
+        from gml.features.stream import streamed_spectrogram
+
+        fs = self.frontend.settings()["sample_rate"]
+        longest = self.block_seconds * fs
+        # one copy of the batch's audio to the device (asynchronous from pinned memory);
+        # signals longer than block_seconds are analysed block by block from the CPU copy
+        host = batch["audio"]
+        here = host.to(self.device, non_blocking=True)
+        batch = batch["pairs"]
+        waves, long = [], []
+        for key in ("reference", "coded"):
+            for it in batch:
+                is_long = it[key][1][-1] > longest
+                waves.append(unpack_pair(host if is_long else here, it, key))
+                long.append(is_long)
+        delays = []
+        for j, it in enumerate(batch):
+            delay = it["delay"]
+            if delay is None:  # left to this device (PairAudio.delay_on_device)
+                mono = [unpack_pair(here, it, k) for k in ("reference_mono", "coded_mono")]
+                delay = delay_of_mono_torch(*mono, fs).samples
+                # drop the delay from the start of the later signal, as the workers do
+                ref_skip, cod_skip = max(0, -delay), max(0, delay)
+                waves[j] = waves[j][:, ref_skip:]
+                waves[len(batch) + j] = waves[len(batch) + j][:, cod_skip:]
+            delays.append(delay)
+        specs: list[Tensor | None] = [None] * len(waves)
+        by_len: dict[int, list[int]] = {}
+        for i, w in enumerate(waves):
+            if long[i]:
+                spec = streamed_spectrogram((w, fs), self.frontend, self.block_seconds)[0]
+                specs[i] = spec.to(self.device)
+            else:
+                by_len.setdefault(w.shape[-1], []).append(i)
+        # at most about 2 * batch_size signals of 10 s per pass (bounds device memory)
+        budget = max(1, 2 * self.batch_size * 10 * fs)
+        for n, idx in by_len.items():
+            step = max(1, budget // n)
+            for k in range(0, len(idx), step):
+                part = idx[k : k + step]
+                x = torch.stack([waves[i] for i in part])
+                for i, spec in zip(part, self.frontend.spectrogram(x)):
+                    specs[i] = spec
+        prepared = []
+        for j, it in enumerate(batch):
+            ref, cod = specs[j], specs[len(batch) + j]
+            ref_info, cod_info, delay = it["reference_info"], it["coded_info"], delays[j]
+            self._check_pair(ref_info, cod_info, delay)
+            t = max(ref.shape[-1], cod.shape[-1])
+            pair = torch.stack([pad_frames(ref, t), pad_frames(cod, t)], dim=1)
+            spans = self._windows(t)
+            prepared.append(([pair[..., s:e] for s, e in spans], spans, ref_info, cod_info, delay))
+        return prepared
 
     def distribution(self, reference: AudioInput, coded: AudioInput) -> Distribution:
         """The predicted score distribution of one pair (see the class docstring for long

@@ -141,3 +141,41 @@ def test_training_data_are_aligned_like_the_listener(tmp_path):
                         cache_dir=str(tmp_path / "c"))  # fmt: skip
     off.setup("test")
     assert (off.stimuli["delay_ms"] == 0).all()
+
+
+def _torch_and_numpy_delays(ref: np.ndarray, cod: np.ndarray, rate: int = FS):
+    """Both searches on the same decoded samples (``[n, channels]``)."""
+    from gml.features.delay import delay_of_mono, delay_of_mono_torch, mono_head
+
+    a, b = mono_head(ref, 30.5, rate), mono_head(cod, 30.5, rate)
+    return (
+        delay_of_mono((a, rate), (b, rate), FS),
+        delay_of_mono_torch(torch.from_numpy(a), torch.from_numpy(b), FS),
+    )
+
+
+@pytest.mark.parametrize("d", [0, 1234, -500, 20000])
+def test_the_torch_search_finds_the_numpy_delay(d):
+    """The search that runs on a GPU in the worker path gives the same delay and
+    correlation as the CPU one (here both on the CPU), also for silence and noise."""
+    noise = np.random.default_rng(2).standard_normal((2, 3 * FS)).astype(np.float32)
+    ref = _music(seed=2) + 0.1 * noise  # noisy enough for one clear peak
+    cod = _shift(ref, d)[:, : ref.shape[1]] * 0.7
+    cpu, dev = _torch_and_numpy_delays(ref.T.copy(), cod.T.copy())
+    assert cpu.samples == dev.samples == d
+    assert dev.correlation == pytest.approx(cpu.correlation, abs=1e-9)
+    silent = np.zeros_like(ref.T)
+    assert _torch_and_numpy_delays(ref.T.copy(), silent)[1].samples == 0
+
+
+@pytest.mark.skipif(not VISQOL.is_dir(), reason="needs ../shared/data/visqol-conformance")
+def test_the_torch_search_on_real_codec_pairs():
+    from gml.features.audio import read_audio
+
+    pairs = pd.read_csv(VISQOL / "pairs.csv")
+    for r, c in zip(pairs["reference"], pairs["coded"]):
+        (a, ra), (b, rb) = read_audio(VISQOL / r), read_audio(VISQOL / c)
+        assert ra == rb == FS
+        cpu, dev = _torch_and_numpy_delays(a, b)
+        assert dev.samples == cpu.samples, c
+        assert dev.correlation == pytest.approx(cpu.correlation, abs=1e-9), c

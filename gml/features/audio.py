@@ -15,7 +15,7 @@ from scipy.signal import resample_poly
 
 from gml.errors import GMLError
 
-__all__ = ["AudioError", "load_audio", "pad_pair"]
+__all__ = ["AudioError", "conform_audio", "load_audio", "pad_pair", "read_audio"]
 
 
 class AudioError(GMLError, ValueError):
@@ -51,22 +51,47 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 48000) -> np.ndarray:
         ValueError: ``sample_rate`` is not a positive integer.
     """
     sample_rate = check_sample_rate(sample_rate)
+    data, file_rate = read_audio(path)
+    return conform_audio(data, file_rate, sample_rate)
+
+
+def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Read an audio file as it is (float32, the file's own rate and channels), checked as
+    :func:`load_audio` checks it.
+
+    Returns:
+        ``(samples, file_rate)``.
+
+    Shape:
+        - samples: ``[n, channels]`` (soundfile's layout; 1 or 2 channels).
+
+    Raises:
+        AudioError: As :func:`load_audio`.
+    """
     name = os.fspath(path)
     check_exists(name)
     try:
         data, file_rate = sf.read(name, dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, OSError) as err:
         raise unreadable_error(name, err) from err
-
     num_samples, num_channels = data.shape
     check_layout(name, num_channels, num_samples)
     check_finite(name, data)
+    return data, int(file_rate)
 
+
+def conform_audio(data: np.ndarray, file_rate: int, sample_rate: int = 48000) -> np.ndarray:
+    """The output of :func:`load_audio` from samples as :func:`read_audio` returns them:
+    resampled to ``sample_rate`` (the same polyphase filter), mono duplicated to L = R.
+
+    Shape:
+        - data: ``[n, channels]`` → ``[2, m]`` float32, C-contiguous.
+    """
     audio = data.T  # [channels, n]
     if file_rate != sample_rate:
         up, down = resample_factors(int(file_rate), sample_rate)
         audio = resample_poly(audio.astype(np.float64), up, down, axis=-1)
-    if num_channels == 1:
+    if audio.shape[0] == 1:
         audio = np.concatenate([audio, audio], axis=0)
     return np.ascontiguousarray(audio, dtype=np.float32)
 
