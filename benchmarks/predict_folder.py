@@ -189,8 +189,8 @@ def main() -> None:
         for _ in (1, 2):  # warm-up, then timed
             _sync(device)
             t = time.perf_counter()
-            for batch in packed:
-                lis._score_prepared(lis._batch_windows(batch), 20, False, False)
+            chunks = (([it["index"] for it in b["pairs"]], lis._batch_windows(b)) for b in packed)
+            lis._score_chunks(chunks, keep, 20, False, False)
             _sync(device)
             sec = time.perf_counter() - t
         key = f"device {'bf16' if bf16 else 'fp32'}"

@@ -179,3 +179,22 @@ def test_the_torch_search_on_real_codec_pairs():
         cpu, dev = _torch_and_numpy_delays(a, b)
         assert dev.samples == cpu.samples, c
         assert dev.correlation == pytest.approx(cpu.correlation, abs=1e-9), c
+
+
+def test_a_batch_of_pairs_of_different_lengths_gives_each_pairs_delay():
+    """The batched search (one set of FFTs for pairs of any lengths) equals the CPU search
+    pair by pair."""
+    from gml.features.delay import delay_of_mono, delays_of_mono_torch, mono_head
+
+    rng = np.random.default_rng(5)
+    pairs, expected = [], []
+    for k, (seconds, d) in enumerate([(1.0, 300), (2.5, -1200), (1.7, 0), (3.0, 4000)]):
+        ref = (_music(seconds, seed=k) + 0.1 * rng.standard_normal((2, int(seconds * FS)))).T
+        cod = _shift(ref.T.astype(np.float32), d).T[: len(ref) + 100] * 0.5
+        a, b = mono_head(ref.astype(np.float32), 30.5, FS), mono_head(cod.copy(), 30.5, FS)
+        expected.append(delay_of_mono((a, FS), (b, FS)))
+        pairs.append((torch.from_numpy(a), torch.from_numpy(b)))
+    got = delays_of_mono_torch(pairs)
+    assert [g.samples for g in got] == [e.samples for e in expected] == [300, -1200, 0, 4000]
+    for g, e in zip(got, expected):
+        assert g.correlation == pytest.approx(e.correlation, abs=1e-9)

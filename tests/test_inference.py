@@ -244,9 +244,13 @@ def test_worker_processes_give_the_same_predictions(tiny_run, tmp_path):
     fs, rng = 48000, np.random.default_rng(0)
     x = (0.2 * rng.standard_normal((fs, 2))).astype("float32")  # noise: one clear delay
     ref, delayed = tmp_path / "noise.wav", tmp_path / "delayed.wav"  # 30 ms late
-    sf.write(ref, x, fs)
-    sf.write(delayed, np.concatenate([np.zeros((1440, 2), "float32"), x])[:fs], fs)
+    sf.write(ref, x, fs, subtype="PCM_16")  # 16-bit at 48 kHz: integers to the device
+    sf.write(delayed, np.concatenate([np.zeros((1440, 2), "float32"), x])[:fs], fs, "PCM_16")
     pairs.append((ref, delayed))
+    mono_ref, mono_cod = tmp_path / "mono16.wav", tmp_path / "mono16_cod.wav"
+    sf.write(mono_ref, x[:, 0], fs, subtype="PCM_16")
+    sf.write(mono_cod, 0.8 * x[: int(0.9 * fs), 0], fs, subtype="PCM_16")
+    pairs.insert(0, (mono_ref, mono_cod))
     refs, cods = [str(r) for r, _ in pairs], [str(c) for _, c in pairs]
     kw = dict(device="cpu", window_seconds=1.0, block_seconds=1.8)
     a = gml.load(tiny_run, workers=0, **kw).predict(refs, cods)
@@ -259,7 +263,8 @@ def test_worker_processes_give_the_same_predictions(tiny_run, tmp_path):
             assert b[col].tolist() == pytest.approx(a[col].tolist(), abs=1e-4), col
         assert b["delay_ms"].iloc[-1] == pytest.approx(30.0) == a["delay_ms"].iloc[-1]
         assert b["windows"].tolist() == a["windows"].tolist()
-        assert b["coded_rate"].iloc[4] == 44100 and b["coded_channels"].iloc[4] == 1
+        assert b["coded_rate"].iloc[5] == 44100 and b["coded_channels"].iloc[5] == 1
+        assert b["coded_channels"].iloc[0] == 1
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio")
     from gml.features import AudioError

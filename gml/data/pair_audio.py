@@ -1,52 +1,72 @@
 """Reading reference/coded pairs in DataLoader worker processes, to keep a GPU fed.
 
-On a GPU the model and the gammatone frontend take well under a millisecond per 10 s pair,
-while decoding, resampling and estimating the codec delay take tens of milliseconds of CPU
-time. :func:`pair_loader` spreads that work over worker processes: each item is one pair's
-audio, decoded, resampled to the frontend's rate and with the estimated delay already dropped
-from the later signal, as float32 waveforms in pinned memory (so the copy to the GPU runs
-asynchronously). Batches hold pairs of similar length (sorted by file size), at most
-``batch_seconds`` of audio, so equal-length signals share the frontend's and the model's
-forward passes and memory stays bounded.
+On a GPU the model and the gammatone frontend take about a millisecond per 10 s pair, while
+decoding and resampling take several milliseconds of CPU time and the CPU delay search tens.
+:func:`pair_loader` spreads the reading over worker processes and leaves the rest to the
+device: each item is one pair's audio as stored (16-bit files at the frontend's rate as
+integers, others decoded and resampled to float32), packed per batch into shared memory and
+pinned (so the copy to the GPU runs asynchronously, in one transfer); the main process turns
+the integers into floats, searches the codec delay for the whole batch at once
+(:func:`gml.features.delay.delays_of_mono_torch`) and runs the frontend on the batch. Batches
+hold pairs of similar length (sorted by file size), at most ``batch_seconds`` of audio, so
+memory stays bounded.
 
 The audio is the same as :meth:`gml.listener.Listener` reads in its own thread path
-(:func:`gml.features.conform_audio`, the same polyphase resampler, the same delay estimate);
-the spectrogram of a whole waveform equals the blockwise one to float rounding (tested).
+(soundfile's floats, the same polyphase resampler, the same delays); the spectrogram of a
+whole waveform equals the blockwise one to float rounding (tested).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from gml.features.audio import check_duration, conform_audio, read_audio
+from gml.features.audio import (
+    check_duration,
+    check_exists,
+    check_finite,
+    check_layout,
+    conform_audio,
+    unreadable_error,
+)
 from gml.features.stream import AudioInfo
 
-__all__ = ["PairAudio", "collate_pairs", "length_batches", "pair_loader", "unpack_pair"]
+__all__ = [
+    "PairAudio",
+    "collate_pairs",
+    "length_batches",
+    "pair_loader",
+    "signal",
+    "signal_length",
+]
 
 
 class PairAudio(Dataset):
-    """One reference/coded pair per item, read and aligned (see the module docstring).
+    """One reference/coded pair per item, read and checked (see the module docstring).
 
     Args:
         references, coded: Audio file paths, pair ``i`` is ``(references[i], coded[i])``.
         sample_rate: The frontend's rate; both signals are resampled to it.
         min_seconds: Shortest usable signal (one analysis frame).
-        align: Estimate the codec delay and drop it from the start of the later signal.
+        align: Estimate the codec delay (to be dropped from the start of the later signal).
         delay_on_device: Leave the delay search to the caller's device when both files are
-            at ``sample_rate`` (:func:`gml.features.delay.delay_of_mono_torch`): such items
-            carry ``reference_mono`` and ``coded_mono`` (the heads the search reads),
-            ``delay`` None and the waveforms whole.
+            at ``sample_rate`` (:func:`gml.features.delay.delays_of_mono_torch`); ``delay`` is
+            then None.
 
-    An item is a dict: ``index``; ``reference`` and ``coded`` (float32 ``[2, n]`` tensors at
-    ``sample_rate``, the delay removed), ``reference_info``, ``coded_info`` (:class:`AudioInfo`
-    of the files as read) and ``delay`` (samples at ``sample_rate``); or, for a pair that
-    cannot be used, ``index`` and ``error`` (the exception, naming the file), so that the
+    An item is a dict: ``index``; ``reference`` and ``coded``, each ``("pcm16", samples)``
+    (16-bit files at ``sample_rate``: the integers as stored, ``[n, channels]``, turned into
+    floats on the device, as soundfile would: ``/ 32768``) or ``("float", samples)``
+    (anything else: float32 ``[2, n]`` at ``sample_rate``, as :func:`~gml.features.load_audio`
+    gives it); ``reference_info``, ``coded_info`` (:class:`AudioInfo` of the files as read)
+    and ``delay`` (samples at ``sample_rate``, not yet removed; None: search it). A pair that
+    cannot be used gives ``index`` and ``error`` (the exception, naming the file), so that the
     caller decides what to raise.
     """
 
@@ -81,50 +101,54 @@ class PairAudio(Dataset):
         except Exception as err:  # handed to the main process, which raises it
             return {"index": index, "error": err}
 
-    def _read(self, index: int) -> dict[str, Any]:
-        raw = []
-        for path in (self.references[index], self.coded[index]):
-            data, rate = read_audio(path)
-            info = AudioInfo(path, rate, data.shape[1], data.shape[0])
-            check_duration(
-                path,
-                -(-info.samples * self.sample_rate // rate) / self.sample_rate,
-                self.min_seconds,
-            )
-            raw.append((data, rate, info))
-        delay: int | None = 0
-        monos = {}
-        if self.align:  # estimate_delay's own reading, on the samples already decoded
-            from gml.features.delay import delay_of_mono, mono_head
+    def _file(self, path: str) -> tuple[str, np.ndarray, int, AudioInfo]:
+        """``(kind, samples, file_rate, info)`` of one file, checked as
+        :func:`~gml.features.read_audio` checks it."""
+        check_exists(path)
+        try:
+            with sf.SoundFile(path) as f:
+                rate, channels, subtype = f.samplerate, f.channels, f.subtype
+                check_layout(path, channels, f.frames)
+                # 16-bit at the target rate: 4x cheaper to decode as integers, half the bytes
+                # to move; soundfile's floats are exactly these integers / 32768
+                pcm = subtype == "PCM_16" and rate == self.sample_rate
+                data = f.read(dtype="int16" if pcm else "float32", always_2d=True)
+        except (sf.SoundFileError, RuntimeError, OSError) as err:
+            raise unreadable_error(path, err) from err
+        check_layout(path, channels, len(data))
+        info = AudioInfo(path, rate, channels, len(data))
+        seconds = -(-info.samples * self.sample_rate // rate) / self.sample_rate
+        check_duration(path, seconds, self.min_seconds)
+        if pcm:
+            return "pcm16", data, rate, info
+        check_finite(path, data)
+        return "float", data, rate, info
 
-            span = self.analysis_seconds + self.max_delay_seconds
-            ref_mono, cod_mono = ((mono_head(d, span, r), r) for d, r, _ in raw)
-            if self.delay_on_device and ref_mono[1] == cod_mono[1] == self.sample_rate:
+    def _read(self, index: int) -> dict[str, Any]:
+        files = [self._file(p) for p in (self.references[index], self.coded[index])]
+        delay: int | None = 0
+        if self.align:
+            same_rate = files[0][2] == files[1][2] == self.sample_rate
+            if self.delay_on_device and same_rate:
                 delay = None  # the caller searches, on its device
-                monos = {
-                    "reference_mono": torch.from_numpy(ref_mono[0]),
-                    "coded_mono": torch.from_numpy(cod_mono[0]),
-                }
-            else:
-                delay = delay_of_mono(ref_mono, cod_mono, self.sample_rate).samples
-        if delay is None:
-            delay_skips = (0, 0)
-        else:
-            delay_skips = (max(0, -delay), max(0, delay))
-        # as the thread path: drop the delay from the start of the later signal
-        waves = [
-            torch.from_numpy(np.ascontiguousarray(conform_audio(d, r, self.sample_rate)[:, k:]))
-            for (d, r, _), k in zip(raw, delay_skips)
-        ]
-        return {
-            **monos,
-            "index": index,
-            "reference": waves[0],
-            "coded": waves[1],
-            "reference_info": raw[0][2],
-            "coded_info": raw[1][2],
-            "delay": delay,
-        }
+            else:  # estimate_delay's own reading, on the samples already decoded
+                from gml.features.delay import delay_of_mono, mono_head
+
+                span = self.analysis_seconds + self.max_delay_seconds
+                monos = []
+                for kind, data, rate, _ in files:
+                    head = data[: max(1, math.ceil(span * rate))]
+                    if kind == "pcm16":
+                        head = head.astype(np.float32) * np.float32(1 / 32768)
+                    monos.append((mono_head(head, span, rate), rate))
+                delay = delay_of_mono(*monos, self.sample_rate).samples
+        out: dict[str, Any] = {"index": index, "delay": delay}
+        for key, (kind, data, rate, info) in zip(("reference", "coded"), files):
+            if kind == "float":
+                data = conform_audio(data, rate, self.sample_rate)
+            out[key] = (kind, data)
+            out[f"{key}_info"] = info
+        return out
 
 
 def length_batches(
@@ -160,34 +184,75 @@ def length_batches(
     return batches
 
 
-#: The tensors of an item, packed into one buffer per batch by :func:`collate_pairs`.
-_PACKED = ("reference", "coded", "reference_mono", "coded_mono")
+#: The signals of an item, packed into one buffer per kind and batch by :func:`collate_pairs`.
+SIGNALS = ("reference", "coded")
 
 
 def collate_pairs(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pack a batch of :class:`PairAudio` items into one flat float32 buffer (``audio``) and
-    their other fields (``pairs``): one shared-memory tensor per batch crosses from the
-    worker process (not four per pair: fewer file descriptors), is pinned in one piece and
-    copied to a GPU in one transfer. :func:`unpack_pair` gives an item's tensors back.
+    """Pack a batch of :class:`PairAudio` items into one flat buffer per kind (``pcm16``:
+    int16, ``float``: float32) and their other fields (``pairs``). In a worker process the
+    buffers are allocated in shared memory and filled in place, so the batch reaches the main
+    process without further copies (the DataLoader would otherwise copy every tensor into
+    shared memory) and as two tensors rather than two per pair (fewer file descriptors), is
+    pinned in one piece and copied to a GPU in one transfer. :func:`signal` gives an item's
+    signals back.
     """
-    parts, offset, pairs = [], 0, []
+    sizes = {"pcm16": 0, "float": 0}
     for item in items:
-        meta = {k: v for k, v in item.items() if k not in _PACKED}
-        for key in _PACKED:
+        for key in SIGNALS:
             if key in item:
-                t = item[key]
-                meta[key] = (offset, tuple(t.shape))
-                parts.append(t.reshape(-1))
-                offset += t.numel()
+                kind, data = item[key]
+                sizes[kind] += data.size
+    shared = get_worker_info() is not None
+    buffers = {
+        "pcm16": _buffer(sizes["pcm16"], torch.int16, shared),
+        "float": _buffer(sizes["float"], torch.float32, shared),
+    }
+    views = {k: v.numpy() for k, v in buffers.items()}
+    used = {"pcm16": 0, "float": 0}
+    pairs = []
+    for item in items:
+        meta = {k: v for k, v in item.items() if k not in SIGNALS}
+        for key in SIGNALS:
+            if key in item:
+                kind, data = item[key]
+                start = used[kind]
+                views[kind][start : start + data.size].reshape(data.shape)[...] = data
+                used[kind] += data.size
+                meta[key] = (kind, start, tuple(data.shape))
         pairs.append(meta)
-    audio = torch.cat(parts) if parts else torch.zeros(0)
-    return {"audio": audio, "pairs": pairs}
+    return {**buffers, "pairs": pairs}
 
 
-def unpack_pair(audio: torch.Tensor, meta: dict[str, Any], key: str) -> torch.Tensor:
-    """The tensor ``key`` of a packed item (a view of ``audio``, wherever it now lives)."""
-    start, shape = meta[key]
-    return audio[start : start + int(np.prod(shape))].view(shape)
+def _buffer(numel: int, dtype: torch.dtype, shared: bool) -> torch.Tensor:
+    """A flat tensor, allocated in shared memory when ``shared`` (as ``default_collate``
+    does in workers)."""
+    if not shared:
+        return torch.empty(numel, dtype=dtype)
+    empty = torch.empty(0, dtype=dtype)
+    return empty.new(empty._typed_storage()._new_shared(numel, device="cpu")).resize_(numel)
+
+
+def signal_length(meta: dict[str, Any], key: str) -> int:
+    """Samples (per channel, at the target rate) of a packed item's signal ``key``."""
+    kind, _, shape = meta[key]
+    return shape[0] if kind == "pcm16" else shape[1]
+
+
+def signal(buffers: dict[str, torch.Tensor], meta: dict[str, Any], key: str) -> torch.Tensor:
+    """A packed item's signal ``key`` as float32 ``[2, n]`` at the target rate, on the device
+    ``buffers`` live on: 16-bit integers / 32768 (exactly soundfile's floats), a mono file as
+    L = R (as :func:`~gml.features.load_audio`).
+
+    Shape:
+        returns ``[2, n]`` (may be a view).
+    """
+    kind, start, shape = meta[key]
+    flat = buffers[kind][start : start + int(np.prod(shape))]
+    if kind == "float":
+        return flat.view(shape)
+    wave = flat.view(shape).T.float() * (1 / 32768)  # [channels, n]
+    return wave.expand(2, -1) if wave.shape[0] == 1 else wave
 
 
 def pair_loader(
