@@ -183,7 +183,8 @@ def main() -> None:
     packed = [collate_pairs([items[i] for i in batch]) for batch in batches]
     if device.type == "cuda":
         for batch in packed:
-            batch["audio"] = batch["audio"].pin_memory()
+            for kind in ("pcm16", "float"):
+                batch[kind] = batch[kind].pin_memory()
     for bf16 in precisions:
         lis = make(0, bf16)
         for _ in (1, 2):  # warm-up, then timed
