@@ -75,6 +75,13 @@ def test_dirs_matched_by_name(tiny_run, tmp_path, capsys):
     assert "no coded file for 1 reference(s): lonely.wav" in captured.err
     records = json.loads((tmp_path / "d.json").read_text())
     assert [r["name"] for r in records] == ["item0.wav", "item1.wav"]
+    # the files read by a worker process: the same figures, in the same order
+    main(["predict", "--ckpt", str(tiny_run), "--reference-dir", str(tmp_path / "ref"),
+          "--coded-dir", str(tmp_path / "cod"), "--out", str(tmp_path / "w.json"),
+          "--workers", "1", "--no-progress"])  # fmt: skip
+    again = json.loads((tmp_path / "w.json").read_text())
+    assert [r["name"] for r in again] == ["item0.wav", "item1.wav"]
+    assert [r["mean"] for r in again] == pytest.approx([r["mean"] for r in records], abs=1e-4)
 
 
 def test_manifest_with_subjective_statistics(tiny_run, split_manifest, tmp_path, capsys):
@@ -96,6 +103,7 @@ def test_manifest_with_subjective_statistics(tiny_run, split_manifest, tmp_path,
         (["--reference", "a.wav"], "--reference and --coded go together"),
         (["--reference-dir", "x", "--coded-dir", "y"], "x: folder not found"),
         (["--pairs", "missing.csv"], "missing.csv: pairs file not found"),
+        (["--reference", __file__, "--coded", __file__, "--workers", "-1"], "--workers -1"),
         (["--manifest", "m.csv", "--pairs", "p.csv"], "give one input form"),
         (["--out", "x.txt", "--reference", "a", "--coded", "b"], "expected a .json or .csv"),
         (

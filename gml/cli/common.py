@@ -9,7 +9,7 @@ from gml.errors import GMLError
 
 def add_listener_arguments(p: argparse.ArgumentParser) -> None:
     """``--ckpt`` (repeatable: an ensemble), ``--device``, ``--batch-size``,
-    ``--window-seconds``, ``--bf16``, ``--no-progress``."""
+    ``--window-seconds``, ``--bf16``, ``--workers``, ``--no-progress``."""
     p.add_argument(
         "--ckpt",
         required=True,
@@ -33,6 +33,12 @@ def add_listener_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the network in bfloat16 (GPUs; slower on CPUs without bf16 units)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="processes that read the files of a list while the model runs (default: on a "
+        "GPU one per CPU core but two, at most 12; on CPU 0, a reading thread instead)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -44,10 +50,13 @@ def load_listener(args: argparse.Namespace):
     models = args.ckpt[0] if len(args.ckpt) == 1 else args.ckpt
     if not args.window_seconds > 0:
         raise GMLError(f"--window-seconds {args.window_seconds}; expected a positive number")
+    if args.workers is not None and args.workers < 0:
+        raise GMLError(f"--workers {args.workers}; expected 0 or more")
     return load(
         models,
         device=args.device,
         batch_size=args.batch_size,
         window_seconds=args.window_seconds,
         bf16=args.bf16,
+        workers=args.workers,
     )
