@@ -24,18 +24,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from gml.features.audio import (
-    check_duration,
-    check_exists,
-    check_finite,
-    check_layout,
-    conform_audio,
-    unreadable_error,
-)
+from gml.features.audio import check_duration, conform_audio, read_audio
 from gml.features.stream import AudioInfo
 
 __all__ = [
@@ -102,27 +94,13 @@ class PairAudio(Dataset):
             return {"index": index, "error": err}
 
     def _file(self, path: str) -> tuple[str, np.ndarray, int, AudioInfo]:
-        """``(kind, samples, file_rate, info)`` of one file, checked as
-        :func:`~gml.features.read_audio` checks it."""
-        check_exists(path)
-        try:
-            with sf.SoundFile(path) as f:
-                rate, channels, subtype = f.samplerate, f.channels, f.subtype
-                check_layout(path, channels, f.frames)
-                # 16-bit at the target rate: 4x cheaper to decode as integers, half the bytes
-                # to move; soundfile's floats are exactly these integers / 32768
-                pcm = subtype == "PCM_16" and rate == self.sample_rate
-                data = f.read(dtype="int16" if pcm else "float32", always_2d=True)
-        except (sf.SoundFileError, RuntimeError, OSError) as err:
-            raise unreadable_error(path, err) from err
-        check_layout(path, channels, len(data))
-        info = AudioInfo(path, rate, channels, len(data))
+        """``(kind, samples, file_rate, info)`` of one file (:func:`read_audio`, integers
+        for 16-bit files at the target rate), at least one analysis frame long."""
+        data, rate = read_audio(path, integers_at=self.sample_rate)
+        info = AudioInfo(path, rate, data.shape[1], data.shape[0])
         seconds = -(-info.samples * self.sample_rate // rate) / self.sample_rate
         check_duration(path, seconds, self.min_seconds)
-        if pcm:
-            return "pcm16", data, rate, info
-        check_finite(path, data)
-        return "float", data, rate, info
+        return ("pcm16" if data.dtype == np.int16 else "float"), data, rate, info
 
     def _read(self, index: int) -> dict[str, Any]:
         files = [self._file(p) for p in (self.references[index], self.coded[index])]

@@ -55,12 +55,18 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 48000) -> np.ndarray:
     return conform_audio(data, file_rate, sample_rate)
 
 
-def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+def read_audio(path: str | os.PathLike, integers_at: int | None = None) -> tuple[np.ndarray, int]:
     """Read an audio file as it is (float32, the file's own rate and channels), checked as
     :func:`load_audio` checks it.
 
+    Args:
+        path: The audio file.
+        integers_at: If given, a 16-bit PCM file at this rate is returned as its stored
+            ``int16`` samples instead (4x cheaper to decode, half the bytes); soundfile's
+            floats are exactly these integers / 32768.
+
     Returns:
-        ``(samples, file_rate)``.
+        ``(samples, file_rate)``; samples are float32, or int16 as just said.
 
     Shape:
         - samples: ``[n, channels]`` (soundfile's layout; 1 or 2 channels).
@@ -71,12 +77,17 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     name = os.fspath(path)
     check_exists(name)
     try:
-        data, file_rate = sf.read(name, dtype="float32", always_2d=True)
+        with sf.SoundFile(name) as f:
+            check_layout(name, f.channels, f.frames)
+            pcm16 = f.subtype == "PCM_16" and f.samplerate == integers_at
+            data = f.read(dtype="int16" if pcm16 else "float32", always_2d=True)
+            file_rate = f.samplerate
     except (sf.SoundFileError, RuntimeError, OSError) as err:
         raise unreadable_error(name, err) from err
     num_samples, num_channels = data.shape
     check_layout(name, num_channels, num_samples)
-    check_finite(name, data)
+    if not pcm16:  # integers are always finite
+        check_finite(name, data)
     return data, int(file_rate)
 
 
