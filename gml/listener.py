@@ -794,8 +794,8 @@ class Listener:
         are analysed block by block (bounded memory).
         """
         from gml.data.datamodule import pad_frames
-        from gml.data.pair_audio import SIGNALS, PairAudio, signal, signal_length
-        from gml.features.delay import delays_of_mono_torch
+        from gml.data.pair_audio import SIGNALS, signal, signal_length
+        from gml.features.delay import HEAD_SECONDS, delays_of_mono_torch
         from gml.features.stream import streamed_spectrogram
 
         fs = self.frontend.settings()["sample_rate"]
@@ -816,7 +816,7 @@ class Listener:
         if search:
             # the heads estimate_delay reads: the first analysis + max-delay seconds, (L + R) / 2
             # in float32 (a mono file is L = R here, and (x + x) / 2 = x exactly)
-            head = math.ceil((PairAudio.analysis_seconds + PairAudio.max_delay_seconds) * fs)
+            head = math.ceil(HEAD_SECONDS * fs)
             monos = []
             for j in search:
                 ref, cod = (waves[j][:, :head], waves[len(batch) + j][:, :head])

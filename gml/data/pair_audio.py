@@ -80,10 +80,6 @@ class PairAudio(Dataset):
         self.align = bool(align)
         self.delay_on_device = bool(delay_on_device)
 
-    #: :func:`gml.features.delay.estimate_delay`'s defaults (the listener's thread path).
-    analysis_seconds: float = 30.0
-    max_delay_seconds: float = 0.5
-
     def __len__(self) -> int:
         return len(self.references)
 
@@ -110,15 +106,14 @@ class PairAudio(Dataset):
             if self.delay_on_device and same_rate:
                 delay = None  # the caller searches, on its device
             else:  # estimate_delay's own reading, on the samples already decoded
-                from gml.features.delay import delay_of_mono, mono_head
+                from gml.features.delay import HEAD_SECONDS, delay_of_mono, mono_head
 
-                span = self.analysis_seconds + self.max_delay_seconds
                 monos = []
                 for kind, data, rate, _ in files:
-                    head = data[: max(1, math.ceil(span * rate))]
+                    head = data[: max(1, math.ceil(HEAD_SECONDS * rate))]
                     if kind == "pcm16":
                         head = head.astype(np.float32) * np.float32(1 / 32768)
-                    monos.append((mono_head(head, span, rate), rate))
+                    monos.append((mono_head(head, HEAD_SECONDS, rate), rate))
                 delay = delay_of_mono(*monos, self.sample_rate).samples
         out: dict[str, Any] = {"index": index, "delay": delay}
         for key, (kind, data, rate, info) in zip(("reference", "coded"), files):

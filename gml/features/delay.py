@@ -35,6 +35,13 @@ __all__ = [
 ]
 
 
+#: Defaults of :func:`estimate_delay`: the beginning of the signals that is compared, and the
+#: largest delay searched either way. Its readers take the first ``HEAD_SECONDS``.
+ANALYSIS_SECONDS = 30.0
+MAX_DELAY_SECONDS = 0.5
+HEAD_SECONDS = ANALYSIS_SECONDS + MAX_DELAY_SECONDS
+
+
 @dataclass(frozen=True)
 class Delay:
     """An estimated delay of the coded signal relative to the reference.
@@ -131,8 +138,8 @@ def estimate_delay(
     reference: AudioSource,
     coded: AudioSource,
     sample_rate: int = 48000,
-    max_delay_seconds: float = 0.5,
-    analysis_seconds: float = 30.0,
+    max_delay_seconds: float = MAX_DELAY_SECONDS,
+    analysis_seconds: float = ANALYSIS_SECONDS,
     search_rate: int = 8000,
     min_correlation: float = 0.3,
 ) -> Delay:
@@ -176,7 +183,7 @@ def delay_of_mono(
     ref_full: tuple[np.ndarray, int],
     cod_full: tuple[np.ndarray, int],
     sample_rate: int = 48000,
-    max_delay_seconds: float = 0.5,
+    max_delay_seconds: float = MAX_DELAY_SECONDS,
     search_rate: int = 8000,
     min_correlation: float = 0.3,
 ) -> Delay:
@@ -235,7 +242,7 @@ def delay_of_mono_torch(
     ref: torch.Tensor,
     cod: torch.Tensor,
     sample_rate: int = 48000,
-    max_delay_seconds: float = 0.5,
+    max_delay_seconds: float = MAX_DELAY_SECONDS,
     search_rate: int = 8000,
     min_correlation: float = 0.3,
 ) -> Delay:
@@ -253,7 +260,7 @@ def delay_of_mono_torch(
 def delays_of_mono_torch(
     pairs: list[tuple[torch.Tensor, torch.Tensor]],
     sample_rate: int = 48000,
-    max_delay_seconds: float = 0.5,
+    max_delay_seconds: float = MAX_DELAY_SECONDS,
     search_rate: int = 8000,
     min_correlation: float = 0.3,
 ) -> list[Delay]:
