@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The GPU checks of docs/performance.md in one script, for a lent GPU machine whose Python has
+# torch, lightning, torchmetrics, pandas and scipy but not the rest of gml's needs (about
+# 4 minutes on one H100; run it from the repository root):
+#
+#   1. here, once: wheels of the missing packages for the machine's Python (3.12 there):
+#        mkdir -p .gpu/whl && pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#          --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform any \
+#          -d .gpu/whl soundfile cffi pycparser jsonargparse docstring_parser typeshed_client
+#      and, for the bf16 agreement, a trained demo checkpoint as .gpu/demo.ckpt with a few of
+#      its demo stimuli (lossless FLAC) listed in .gpu/demo/pairs.csv (reference, coded);
+#      keep .gpu/ out of git (.git/info/exclude) and carry it to the machine.
+#   2. there: bash benchmarks/device_check.sh   (WORKERS=0,8,15 by default)
+set -u
+export PYTHONUNBUFFERED=1 WANDB_MODE=disabled
+if [ -d .gpu/whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .gpu/whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site:$PWD
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch, numpy, scipy; print('torch', torch.__version__, 'numpy', numpy.__version__, 'scipy', scipy.__version__)"
+echo "== tests that need CUDA, and the reading and delay tests"
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_inference.py tests/test_delay.py \
+    tests/test_pair_audio.py "tests/test_features.py::test_cuda_matches_cpu" \
+    "tests/test_stream.py::test_cuda_frontend" 2>&1 | tail -4
+echo "== a folder of files, end to end and by stage"
+timeout 240 python3 benchmarks/predict_folder.py --device cuda --workers "${WORKERS:-0,8,15}" \
+    --bf16 --refs 40 --coded 8 --dir /tmp/gml-corpus
+if [ -f .gpu/demo.ckpt ] && [ -f .gpu/demo/pairs.csv ]; then
+    echo "== bf16 against fp32 on the demo model"
+    timeout 75 python3 benchmarks/bf16_agreement.py --ckpt .gpu/demo.ckpt \
+        --pairs .gpu/demo/pairs.csv --device cuda --rounds 3
+fi
