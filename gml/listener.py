@@ -248,7 +248,9 @@ class Listener:
             whole batches of pairs of similar length (:mod:`gml.data.pair_audio`). Default:
             on a GPU, one per CPU core but two (at most 12); on CPU 0, which uses the
             ``prefetch`` thread instead (the cores are busy with the model there). Only for
-            lists of file paths; arrays and single pairs take the thread path.
+            lists of file paths; arrays and single pairs take the thread path. Memory: each
+            worker holds up to two batches of whole files (``batch_size`` pairs of 10 s, or
+            one longer pair), in shared memory.
 
     Long excerpts: a pair longer than ``window_seconds`` is cut into windows of that length
     with ``window_overlap`` overlap (the last window ends at the end of the excerpt); each
