@@ -439,24 +439,21 @@ def compare_matched(
         listener: A trained :class:`~gml.listener.Listener`.
         match: :func:`match_items`'s result.
         n_listeners, n_panels, seed, max_listeners: See :func:`compare_items`.
-        progress: Progress bar over items (default: for more than 8 items).
+        progress: Progress bar over the pairs, two per item (default: for more than 8 items).
         **kwargs: More :func:`compare_items` options (``alpha``, ``target_power``).
 
     Returns:
         The :class:`Comparison`, with ``reference, a, b`` path columns and ``meta`` naming
         the checkpoint, the folders and the files left out.
     """
-    from gml.data.cache import _progress
-
     show = progress if progress is not None else len(match.names) > 8
-    bar = _progress(len(match.names), "gml compare", show)
-    dists_a: list[Distribution] = []
-    dists_b: list[Distribution] = []
-    for r, a, b in zip(match.references, match.a, match.b):
-        dists_a.append(listener.distribution(r, a))
-        dists_b.append(listener.distribution(r, b))
-        bar.update(1)
-    bar.close()
+    # one batched pass over all pairs, each reference followed by its two coded versions
+    # (so its features are computed once, Listener.feature_memory)
+    refs = [r for r in match.references for _ in (0, 1)]
+    coded = [c for pair in zip(match.a, match.b) for c in pair]
+    frame = listener.predict(refs, coded, distributions=True, progress=show)
+    dists_a: list[Distribution] = frame["distribution"].iloc[0::2].tolist()
+    dists_b: list[Distribution] = frame["distribution"].iloc[1::2].tolist()
     result = compare_items(
         dists_a, dists_b, n_listeners, n_panels, seed, max_listeners, names=match.names, **kwargs
     )

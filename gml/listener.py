@@ -591,6 +591,7 @@ class Listener:
         n_listeners: int = 20,
         *,
         per_window: bool = False,
+        distributions: bool = False,
         progress: bool | None = None,
         chunk_pairs: int = 16,
     ) -> Prediction | pd.DataFrame:
@@ -602,13 +603,16 @@ class Listener:
             coded: The same for the coded signal(s).
             n_listeners: The panel size the CI half-width is computed for.
             per_window: Also return the analysis windows' own predictions.
+            distributions: For lists, add a ``distribution`` column: each pair's
+                :attr:`Prediction.distribution` (for simulated panels or comparisons, without
+                scoring the pairs again one by one).
             progress: Progress bar over pairs (default: for more than 8 pairs).
             chunk_pairs: Pairs whose features are held at once (bounds memory for long lists).
 
         Returns:
             A :class:`Prediction` for one pair; for lists, a DataFrame with one row per pair
             and the columns :data:`PREDICTION_FIELDS` (``per_window`` adds a ``per_window``
-            column of tables).
+            column of tables, ``distributions`` a ``distribution`` column).
 
         Raises:
             gml.features.AudioError: a file that cannot be used (named in the message).
@@ -629,13 +633,16 @@ class Listener:
             chunks = self._loaded_chunks(refs, cods)
         else:
             chunks = self._prepared_chunks(refs, cods, chunk_pairs)
-        results = self._score_chunks(chunks, len(refs), n_listeners, per_window, single, bar)
+        keep = single or distributions
+        results = self._score_chunks(chunks, len(refs), n_listeners, per_window, keep, bar)
         bar.close()
         if single:
             return results[0]
         frame = pd.DataFrame([r.to_dict() for r in results])
         if per_window:
             frame["per_window"] = [r.per_window for r in results]
+        if distributions:
+            frame["distribution"] = [r.distribution for r in results]
         return frame
 
     #: Pairs whose statistics are computed together (their cost is mostly per call: about

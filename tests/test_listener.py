@@ -255,3 +255,17 @@ def test_test_reports_clamp_and_flag_means_outside_the_scale(tiny_run, tmp_path)
     assert preds["clamped"].all() and (preds["predicted_mean"] == 0).all()
     assert list(preds.columns[8:10]) == ["predicted_ci95", "clamped"]
     assert np.isfinite(ev.results["noise-test"]["nll"])
+
+
+def test_lists_can_carry_each_pairs_distribution(listener, tmp_path):
+    """``distributions=True``: each row's distribution is the one a single-pair call gives
+    (simulated panels and comparisons use it instead of scoring every pair again)."""
+    pairs = [write_pair(tmp_path, seconds=1.0 + k, seed=k) for k in range(3)]
+    frame = listener.predict(
+        [str(r) for r, _ in pairs], [str(c) for _, c in pairs], distributions=True
+    )
+    assert "distribution" not in PREDICTION_FIELDS and "distribution" in frame
+    for dist, (r, c) in zip(frame["distribution"], pairs):
+        one = listener.distribution(r, c)
+        x = torch.linspace(0, 100, 11)
+        assert torch.allclose(dist.cdf(x), one.cdf(x), atol=1e-5)

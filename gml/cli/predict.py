@@ -125,10 +125,15 @@ def main(argv: list[str]) -> None:
             print(f"gml: wrote {out}")
         return
     frame = listener.predict(
-        refs, cods, args.listeners, per_window=args.per_window, progress=progress
+        refs,
+        cods,
+        args.listeners,
+        per_window=args.per_window,
+        distributions=args.simulate > 0,
+        progress=progress,
     )
     if args.simulate:
-        frame = add_simulation(listener, refs, cods, frame, args)
+        frame = add_simulation(frame, args)
     if extra is not None:
         # the user's columns first; reference/coded are given as resolved paths, and a user
         # column that shares a name with an output column is kept as input_<name>
@@ -216,17 +221,17 @@ def report_summary(table: pd.DataFrame) -> str:
 # -- simulation ----------------------------------------------------------------------------
 
 
-def add_simulation(listener, refs, cods, frame: pd.DataFrame, args) -> pd.DataFrame:
-    """Columns summarising ``--simulate K`` panels per pair: the 2.5 / 50 / 97.5 %
-    percentiles of the panel means and the median panel CI half-width."""
+def add_simulation(frame: pd.DataFrame, args) -> pd.DataFrame:
+    """Columns summarising ``--simulate K`` panels per pair (from the predictions'
+    ``distribution`` column, which is dropped): the 2.5 / 50 / 97.5 % percentiles of the
+    panel means and the median panel CI half-width."""
     import numpy as np
     import pandas as pd
 
     from gml.listener import Panels, simulate_panels
 
     rows = []
-    for k, (r, c) in enumerate(zip(refs, cods)):
-        dist = listener.distribution(r, c)
+    for k, dist in enumerate(frame["distribution"]):
         panels = Panels(simulate_panels(dist, args.listeners, args.simulate, args.seed + k))
         lo, mid, hi = np.percentile(panels.means, [2.5, 50, 97.5])
         rows.append(
@@ -238,7 +243,7 @@ def add_simulation(listener, refs, cods, frame: pd.DataFrame, args) -> pd.DataFr
                 "sim_ci95_median": float(np.nanmedian(panels.ci95)),
             }
         )
-    return pd.concat([frame, pd.DataFrame(rows)], axis=1)
+    return pd.concat([frame.drop(columns=["distribution"]), pd.DataFrame(rows)], axis=1)
 
 
 # -- output --------------------------------------------------------------------------------
