@@ -424,7 +424,6 @@ class Listener:
     # -- prediction -----------------------------------------------------------------------
 
     def _pair_windows(self, reference: AudioInput, coded: AudioInput):
-        from gml.data.datamodule import pad_frames
 
         delay = 0
         if self.align:
@@ -436,6 +435,18 @@ class Listener:
         # drop the delay from the start of the later signal, so frames compare the same sound
         ref, ref_info = self._features(reference, skip=max(0, -delay))
         cod, cod_info = self._features(coded, skip=max(0, delay))
+        return self._prepared_pair(ref, cod, ref_info, cod_info, delay)
+
+    def _prepared_pair(self, ref: Tensor, cod: Tensor, ref_info, cod_info, delay: int):
+        """``(windows, spans, ref_info, cod_info, delay)`` of a pair from its two aligned
+        spectrograms: the shorter zero-padded on both sides, cut into windows.
+
+        Shape:
+            ref, cod: ``[4, bands, T_ref]``, ``[4, bands, T_cod]``; windows: each
+            ``[4, 2, bands, T_window]``.
+        """
+        from gml.data.datamodule import pad_frames
+
         self._check_pair(ref_info, cod_info, delay)
         t = max(ref.shape[-1], cod.shape[-1])
         pair = torch.stack([pad_frames(ref, t), pad_frames(cod, t)], dim=1)  # [4, 2, bands, T]
@@ -802,7 +813,6 @@ class Listener:
         the frontend's passes on the model's device; signals longer than ``block_seconds``
         are analysed block by block (bounded memory).
         """
-        from gml.data.datamodule import pad_frames
         from gml.data.pair_audio import SIGNALS, signal, signal_length
         from gml.features.delay import HEAD_SECONDS, delays_of_mono_torch
         from gml.features.stream import streamed_spectrogram
@@ -862,16 +872,12 @@ class Listener:
             for row, k in enumerate(group):
                 specs[k] = out[row, ..., : self.frontend.num_frames(waves[k].shape[-1])]
             group = []
-        prepared = []
-        for j, it in enumerate(batch):
-            ref, cod = specs[j], specs[len(batch) + j]
-            ref_info, cod_info, delay = it["reference_info"], it["coded_info"], delays[j]
-            self._check_pair(ref_info, cod_info, delay)
-            t = max(ref.shape[-1], cod.shape[-1])
-            pair = torch.stack([pad_frames(ref, t), pad_frames(cod, t)], dim=1)
-            spans = self._windows(t)
-            prepared.append(([pair[..., s:e] for s, e in spans], spans, ref_info, cod_info, delay))
-        return prepared
+        return [
+            self._prepared_pair(
+                specs[j], specs[len(batch) + j], it["reference_info"], it["coded_info"], delays[j]
+            )
+            for j, it in enumerate(batch)
+        ]
 
     def distribution(self, reference: AudioInput, coded: AudioInput) -> Distribution:
         """The predicted score distribution of one pair (see the class docstring for long
