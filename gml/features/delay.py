@@ -82,11 +82,8 @@ def _read_mono(source: AudioSource, seconds: float) -> tuple[np.ndarray, int]:
         parts, got = [], 0
         for block in reader.blocks(min(want, 10 * file_rate)):
             check_finite(reader.info.source, block)
-            block = block[:, : want - got]
-            # blocks are channel-strided views: adding rows is ~5x faster than .mean(axis=0)
-            mono = block[0] + block[1] if block.shape[0] == 2 else block.sum(axis=0)
-            mono *= np.float32(1 / block.shape[0])
-            parts.append(mono)
+            # the slice bounds the head; mono_head's own bound (want) never cuts it shorter
+            parts.append(mono_head(block[:, : want - got].T, want / file_rate, file_rate))
             got += parts[-1].shape[0]
             if got >= want:
                 break
@@ -174,7 +171,7 @@ def mono_head(samples: np.ndarray, seconds: float, rate: int) -> np.ndarray:
         samples: ``[n, channels]`` (1 or 2 channels, soundfile's layout) → ``[m]``.
     """
     head = samples[: max(1, math.ceil(seconds * rate))]
-    if head.shape[1] == 2:
+    if head.shape[1] == 2:  # adding columns is ~5x faster than .mean(axis=1) on strided views
         return (head[:, 0] + head[:, 1]) * np.float32(0.5)
     return head.sum(axis=1) * np.float32(1 / head.shape[1])
 
