@@ -76,7 +76,7 @@ def _bisect_quantiles(
         cdf: ``[Q, D]`` values → ``[Q, D]`` probabilities; mean, std: ``[D]``;
         returns ``[Q, D]`` (float64).
     """
-    p = torch.as_tensor(probs, dtype=torch.float64).unsqueeze(1)
+    p = torch.as_tensor(probs, dtype=torch.float64).unsqueeze(1).to(mean.device)
     ok = torch.isfinite(mean) & torch.isfinite(std)
     mean, std = torch.where(ok, mean, 0.0), torch.where(ok, std, 1.0)
     lo = (mean - 40 * std - 1).expand(len(probs), -1)
@@ -87,8 +87,21 @@ def _bisect_quantiles(
             below = cdf(mid).double() < p
             lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
     except NotImplementedError:
-        return torch.full((len(probs), len(mean)), float("nan"), dtype=torch.float64)
+        return mean.new_full((len(probs), len(mean)), float("nan"), dtype=torch.float64)
     return torch.where(ok, (lo + hi) / 2, float("nan"))
+
+
+def _on(device: torch.device, values: Sequence, dtype: torch.dtype = torch.long) -> Tensor:
+    """``values`` as a tensor on ``device``; to a GPU asynchronously, through pinned memory
+    (a plain copy would wait for everything queued on the device first).
+
+    Shape:
+        returns ``[len(values)]``.
+    """
+    out = torch.tensor(values, dtype=dtype)
+    if device.type == "cuda":
+        return out.pin_memory().to(device, non_blocking=True)
+    return out.to(device)
 
 
 def simulate_panels(
@@ -373,14 +386,16 @@ class Listener:
         return [(s, s + w) for s in starts]
 
     @torch.inference_mode()
-    def _window_params(self, feats: list[Tensor]) -> list[Tensor]:
+    def _window_params(self, feats: list[Tensor]) -> Tensor:
         """Head parameters of each window for every member; windows of equal length share
         forward passes (so batching never changes a prediction: no padding between windows).
+        The parameters stay on the model's device: copying them back batch by batch would
+        make the host wait for each batch before preparing the next.
 
         Shape:
-            feats: each ``[4, 2, bands, T_i]`` → each ``[members, num_params]``.
+            feats: each ``[4, 2, bands, T_i]`` → ``[len(feats), members, num_params]``.
         """
-        out: list[Tensor | None] = [None] * len(feats)
+        outputs, order = [], []
         by_len: dict[int, list[int]] = {}
         for i, f in enumerate(feats):
             by_len.setdefault(f.shape[-1], []).append(i)
@@ -388,24 +403,34 @@ class Listener:
             for k in range(0, len(idx), self.batch_size):
                 chunk = idx[k : k + self.batch_size]
                 x = torch.stack([feats[i] for i in chunk]).to(self.device)
-                params = torch.stack(
-                    [self._head_params(m, net, x) for m, net in zip(self.members, self._backbones)],
-                    dim=1,
+                outputs.append(
+                    torch.stack(
+                        [
+                            self._head_params(m, net, x)
+                            for m, net in zip(self.members, self._backbones)
+                        ],
+                        dim=1,
+                    )
                 )
-                for i, p in zip(chunk, params):
-                    out[i] = p
-        return out  # type: ignore[return-value]
+                order.extend(chunk)
+        flat = torch.cat(outputs)
+        if order == sorted(order):
+            return flat
+        inverse = [0] * len(order)
+        for position, i in enumerate(order):
+            inverse[i] = position
+        return flat[_on(self.device, inverse)]
 
     def _head_params(self, module: Any, net: nn.Module, x: Tensor) -> Tensor:
         """Raw head parameters of a batch of windows for one member: the backbone under
         bfloat16 autocast when asked, the head always in float32 (as in training).
 
         Shape:
-            x: ``[B, 4, 2, bands, T]`` → ``[B, num_params]`` (float32, on the CPU).
+            x: ``[B, 4, 2, bands, T]`` → ``[B, num_params]`` (float32, on the model's device).
         """
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             embedding = net(x)
-        return module.head.proj(embedding.float()).float().cpu()
+        return module.head.proj(embedding.float()).float()
 
     def _distribution(self, params: Tensor) -> Distribution:
         """The excerpt's distribution from its windows' parameters: per member the
@@ -507,9 +532,11 @@ class Listener:
             keep_distribution: Build each pair's distribution object (one pair: its
                 :attr:`Prediction.distribution`; lists leave it out).
         """
-        count = torch.tensor([p.shape[0] for p in params])
+        device = params[0].device
+        counts = [p.shape[0] for p in params]
+        count = _on(device, counts)
         pairs = len(params)
-        owner = torch.repeat_interleave(torch.arange(pairs), count)  # pair of each window
+        owner = _on(device, [i for i, c in enumerate(counts) for _ in range(c)])  # of each window
         flat = torch.cat(params)  # [N, members, num_params]
         comps = [m.spread_distribution(flat[:, k]) for k, m in enumerate(self.members)]
         weight = 1.0 / count[owner].double()  # each window's weight in its pair's mixture
@@ -538,25 +565,31 @@ class Listener:
             return sum(per_pair(c.cdf(at)) for c in comps) / members
 
         try:
-            below = torch.nextafter(torch.tensor(SCALE[0]), torch.tensor(-1.0))
-            bounds = torch.stack([below.expand(pairs), torch.full((pairs,), float(SCALE[1]))])
+            below = torch.nextafter(torch.tensor(SCALE[0]), torch.tensor(-1.0)).item()
+            bounds = mean.new_tensor([below, float(SCALE[1])])[:, None].expand(2, pairs)
             at_bounds = cdf(bounds)
             # below 0 is P(X < 0), not P(X <= 0): a censored head's mass at exactly 0 is inside
             p_out = at_bounds[0] + 1 - at_bounds[1]
         except NotImplementedError:
             p_out = torch.full_like(mean, float("nan"))
         q = _bisect_quantiles(cdf, mean, total_std, QUANTILES)  # [Q, pairs]
+        # every figure to the host in one transfer (on a GPU: one wait for a whole chunk)
+        figures = torch.cat([torch.stack([mean, std, model_std, p_out.double()]), q]).cpu()
+        (mean, std, model_std, p_out), q = figures[:4].tolist(), figures[4:].T.tolist()
+        if per_window or keep_distribution:
+            params = list(torch.split(flat.cpu(), counts))
 
         fs = self.frontend.settings()["sample_rate"]
         hop_s, win_s = self.frontend.hop_length / fs, self.frontend.win_length / fs
-        window_mean = torch.stack([c.mean for c in comps]).mean(0)  # [N] over members
-        window_std = torch.stack([c.variance for c in comps]).mean(0).sqrt()
-        first = torch.cumsum(count, 0) - count
+        if per_window:
+            window_mean = torch.stack([c.mean for c in comps]).mean(0).cpu()  # [N] over members
+            window_std = torch.stack([c.variance for c in comps]).mean(0).sqrt().cpu()
+        first = np.cumsum(counts) - np.asarray(counts)
         out = []
         for i, (_, spans, ref_info, cod_info, delay) in enumerate(prepared):
             window_table = None
             if per_window:
-                rows = slice(int(first[i]), int(first[i] + count[i]))
+                rows = slice(int(first[i]), int(first[i] + counts[i]))
                 window_table = pd.DataFrame(
                     {
                         "start": [s * hop_s for s, _ in spans],
@@ -565,22 +598,22 @@ class Listener:
                         "std": window_std[rows].numpy().astype(float),
                     }
                 )
-            m = float(mean[i])
+            m = mean[i]
             out.append(
                 Prediction(
                     reference=ref_info.source,
                     coded=cod_info.source,
                     n_listeners=int(n_listeners),
                     mean=float(np.clip(m, *SCALE)),
-                    std=float(std[i]),
-                    model_std=float(model_std[i]),
+                    std=std[i],
+                    model_std=model_std[i],
                     members=members,
-                    ci95=float(ci_halfwidth(float(std[i]), n_listeners)),
+                    ci95=float(ci_halfwidth(std[i], n_listeners)),
                     **{
-                        f"q{round(p * 100):02d}": float(np.clip(float(q[j, i]), *SCALE))
+                        f"q{round(p * 100):02d}": float(np.clip(q[i][j], *SCALE))
                         for j, p in enumerate(QUANTILES)
                     },
-                    p_outside=float(p_out[i]),
+                    p_outside=p_out[i],
                     clamped=bool(m < SCALE[0] or m > SCALE[1]),
                     duration=max(ref_info.duration, cod_info.duration),
                     delay_ms=1000.0 * delay / fs,
@@ -703,17 +736,14 @@ class Listener:
         return results  # type: ignore[return-value]
 
     def _pair_params(self, pairs: list) -> list[Tensor]:
-        """Head parameters of each prepared pair's windows (:meth:`_pair_windows`).
+        """Head parameters of each prepared pair's windows (:meth:`_pair_windows`), on the
+        model's device (views of one tensor).
 
         Shape:
             returns per pair ``[W_i, members, num_params]``.
         """
         params = self._window_params([w for windows, *_ in pairs for w in windows])
-        per_pair, k = [], 0
-        for windows, *_ in pairs:
-            per_pair.append(torch.stack(params[k : k + len(windows)]))
-            k += len(windows)
-        return per_pair
+        return list(torch.split(params, [len(windows) for windows, *_ in pairs]))
 
     def _prepared_chunks(self, refs: list, cods: list, chunk_pairs: int):
         """Yield ``(indices, prepared pairs)`` (:meth:`_pair_windows`), in order, at most
@@ -813,8 +843,8 @@ class Listener:
         the frontend's passes on the model's device; signals longer than ``block_seconds``
         are analysed block by block (bounded memory).
         """
-        from gml.data.pair_audio import SIGNALS, signal, signal_length
-        from gml.features.delay import HEAD_SECONDS, delays_of_mono_torch
+        from gml.data.pair_audio import SIGNALS, device_buffers, signal, signal_length
+        from gml.features.delay import HEAD_SECONDS, delays_of_heads_torch
         from gml.features.stream import streamed_spectrogram
 
         fs = self.frontend.settings()["sample_rate"]
@@ -822,7 +852,7 @@ class Listener:
         # one copy of each buffer to the device (asynchronous from pinned memory); signals
         # longer than block_seconds are analysed block by block from the CPU copy
         host = {k: batch[k] for k in ("pcm16", "float")}
-        here = {k: v.to(self.device, non_blocking=True) for k, v in host.items()}
+        here = device_buffers(batch, self.device)
         batch = batch["pairs"]
         waves, long = [], []
         for key in SIGNALS:
@@ -834,14 +864,19 @@ class Listener:
         search = [j for j, d in enumerate(delays) if d is None]  # left to this device
         if search:
             # the heads estimate_delay reads: the first analysis + max-delay seconds, (L + R) / 2
-            # in float32 (a mono file is L = R here, and (x + x) / 2 = x exactly)
+            # in float32 (a mono file is L = R here, and (x + x) / 2 = x exactly), zero-padded
+            # into one batch: one copy a signal, the rest in a fixed number of launches
             head = math.ceil(HEAD_SECONDS * fs)
-            monos = []
-            for j in search:
-                ref, cod = (waves[j][:, :head], waves[len(batch) + j][:, :head])
-                monos.append(tuple((w[0] + w[1]).to(self.device) * 0.5 for w in (ref, cod)))
-            for j, found in zip(search, delays_of_mono_torch(monos, fs)):
-                delays[j] = found.samples
+            rows = [waves[j] for j in search] + [waves[len(batch) + j] for j in search]
+            lengths = [min(head, w.shape[-1]) for w in rows]
+            stereo = here["float"].new_zeros(len(rows), 2, max(lengths))
+            for r, (w, n) in enumerate(zip(rows, lengths)):
+                stereo[r, :, :n] = w[:, :n]
+            monos = (stereo[:, 0] + stereo[:, 1]) * 0.5
+            k = len(search)
+            found = delays_of_heads_torch(monos[:k], lengths[:k], monos[k:], lengths[k:], fs)
+            for j, f in zip(search, found):
+                delays[j] = f.samples
         for j, delay in enumerate(delays):  # drop the delay from the start of the later signal
             waves[j] = waves[j][:, max(0, -delay) :]
             waves[len(batch) + j] = waves[len(batch) + j][:, max(0, delay) :]

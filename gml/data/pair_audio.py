@@ -33,6 +33,7 @@ from gml.features.stream import AudioInfo
 __all__ = [
     "PairAudio",
     "collate_pairs",
+    "device_buffers",
     "length_batches",
     "pair_loader",
     "signal",
@@ -224,8 +225,20 @@ def signal(buffers: dict[str, torch.Tensor], meta: dict[str, Any], key: str) -> 
     flat = buffers[kind][start : start + int(np.prod(shape))]
     if kind == "float":
         return flat.view(shape)
-    wave = flat.view(shape).T.float() * (1 / 32768)  # [channels, n]
+    wave = flat.view(shape).T  # [channels, n]
+    if not wave.is_floating_point():  # (device_buffers converts a whole batch at once)
+        wave = wave.float() * (1 / 32768)
     return wave.expand(2, -1) if wave.shape[0] == 1 else wave
+
+
+def device_buffers(batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+    """A packed batch's buffers on ``device`` (asynchronously from pinned memory), the 16-bit
+    integers already turned into soundfile's floats (``/ 32768``, exact) in one pass for the
+    whole batch, for :func:`signal`.
+    """
+    here = {k: batch[k].to(device, non_blocking=True) for k in ("pcm16", "float")}
+    here["pcm16"] = here["pcm16"].float().mul_(1 / 32768)
+    return here
 
 
 def pair_loader(

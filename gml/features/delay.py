@@ -28,6 +28,7 @@ __all__ = [
     "Delay",
     "delay_of_mono",
     "delay_of_mono_torch",
+    "delays_of_heads_torch",
     "delays_of_mono_torch",
     "estimate_delay",
     "mono_head",
@@ -261,30 +262,82 @@ def delays_of_mono_torch(
     search_rate: int = 8000,
     min_correlation: float = 0.3,
 ) -> list[Delay]:
-    """:func:`delay_of_mono` for a batch of pairs of mono heads at ``sample_rate`` itself, as
-    tensors on any device: on a GPU a batch costs about a millisecond instead of tens of
-    milliseconds of CPU time a pair, with one synchronisation.
-
-    The same search in float64: the same triangular decimation and coarse FFT correlation,
-    the smallest of the near-best coarse lags, then the full-rate correlation at ± 2 coarse
-    steps around it (here from one batched FFT rather than dot products: the same sums but
-    for float64 rounding), so the same delays and correlations (tested against
-    :func:`delay_of_mono`). Zero padding at the end of a shorter signal leaves its linear
-    correlation unchanged, so pairs of any lengths share the FFTs.
+    """:func:`delay_of_mono` for a list of pairs of mono heads at ``sample_rate`` itself, as
+    tensors on any device: zero-padded into one batch for :func:`delays_of_heads_torch`.
 
     Shape:
         pairs: each ``([n], [m])`` float32 (:func:`mono_head`), all on one device.
     """
     if not pairs:
         return []
-    device = pairs[0][0].device
+    heads = []
+    for side in (0, 1):
+        rows = [pair[side] for pair in pairs]
+        batch = rows[0].new_zeros(len(rows), max(len(r) for r in rows))
+        for b, r in enumerate(rows):
+            batch[b, : len(r)] = r
+        heads.append((batch, [len(r) for r in rows]))
+    (ref, ref_lengths), (cod, cod_lengths) = heads
+    return delays_of_heads_torch(
+        ref,
+        ref_lengths,
+        cod,
+        cod_lengths,
+        sample_rate,
+        max_delay_seconds,
+        search_rate,
+        min_correlation,
+    )
+
+
+def delays_of_heads_torch(
+    ref: torch.Tensor,
+    ref_lengths: list[int],
+    cod: torch.Tensor,
+    cod_lengths: list[int],
+    sample_rate: int = 48000,
+    max_delay_seconds: float = MAX_DELAY_SECONDS,
+    search_rate: int = 8000,
+    min_correlation: float = 0.3,
+) -> list[Delay]:
+    """:func:`delay_of_mono` for a batch of pairs of mono heads at ``sample_rate`` itself,
+    zero-padded into two tensors on any device: on a GPU a batch costs about a millisecond
+    instead of tens of milliseconds of CPU time a pair, in a fixed number of kernel launches
+    (not a number per pair) and one synchronisation.
+
+    The same search in float64: the same triangular decimation and coarse FFT correlation,
+    the smallest of the near-best coarse lags, then the full-rate correlation at ± 2 coarse
+    steps around it (here from one batched FFT rather than dot products: the same sums but
+    for float64 rounding), so the same delays and correlations (tested against
+    :func:`delay_of_mono`). Zero padding at the end of a shorter signal leaves its linear
+    correlation unchanged, so pairs of any lengths share the FFTs; each row's mean is taken
+    over its own length.
+
+    Args:
+        ref, cod: The heads (:func:`mono_head`), zero beyond each row's length.
+        ref_lengths, cod_lengths: Each row's length in samples.
+
+    Shape:
+        ref: ``[B, n]``, cod: ``[B, m]`` float32, on one device.
+    """
+    batch = ref.shape[0]
+    if batch == 0:
+        return []
+    device = ref.device
     factor = max(1, round(sample_rate / search_rate))
     coarse_rate = sample_rate / factor
     max_lag = int(round(max_delay_seconds * coarse_rate))
+    lengths = torch.tensor([*ref_lengths, *cod_lengths], dtype=torch.float64)
+    if device.type == "cuda":  # a blocking copy would wait for the whole stream
+        lengths = lengths.pin_memory().to(device, non_blocking=True)
+    else:
+        lengths = lengths.to(device)
+    ref_len, cod_len = lengths[:batch], lengths[batch:]
+    # coarse: decimated rows, each centred on its own mean
+    coarse_ref = _centred(*_decimated_rows(ref, ref_len, factor))
+    coarse_cod = _centred(*_decimated_rows(cod, cod_len, factor))
+    values = _batched_xcorr(coarse_ref, coarse_cod, max_lag)
     coarse_lags = torch.arange(-max_lag, max_lag + 1, device=device)
-    values = _batched_xcorr(
-        [(_decimated_torch(r, factor), _decimated_torch(c, factor)) for r, c in pairs], max_lag
-    )
     values = values[:, coarse_lags % values.shape[1]]  # negative lags: the circular wrap
     near = values >= values.amax(1, keepdim=True) - 0.01 * values.amax(1, keepdim=True).abs()
     # the smallest shift among the near-best lags (argmin: the first of equal ones, as numpy)
@@ -292,16 +345,17 @@ def delays_of_mono_torch(
     coarse = coarse_lags[torch.argmin(shift, dim=1)]  # [B]
     scale = sample_rate / coarse_rate
     radius = int(math.ceil(2 * scale))
-    full = [(r.double() - r.double().mean(), c.double() - c.double().mean()) for r, c in pairs]
+    # fine: the full-rate correlation at ± 2 coarse steps around the coarse peak
+    full_ref, full_cod = _centred(ref.double(), ref_len), _centred(cod.double(), cod_len)
     reach = int(round(max_lag * scale)) + radius
-    correlation = _batched_xcorr(full, reach, centred=True)
+    correlation = _batched_xcorr(full_ref, full_cod, reach)
     centre = torch.round(coarse * scale).long()
     fine_lags = centre[:, None] + torch.arange(-radius, radius + 1, device=device)  # [B, 2r+1]
     fine = correlation.gather(1, fine_lags % correlation.shape[1])
     best_value, best_at = fine.max(dim=1)  # the first of equal maxima, as numpy's argmax
     best = fine_lags.gather(1, best_at[:, None])[:, 0]
-    energy = torch.stack([torch.stack([r.square().sum(), c.square().sum()]) for r, c in full])
-    out = torch.stack([best.double(), best_value, energy[:, 0], energy[:, 1]], 1).tolist()
+    energy = torch.stack([full_ref.square().sum(1), full_cod.square().sum(1)], 1)
+    out = torch.cat([best.double()[:, None], best_value[:, None], energy], 1).tolist()
     delays = []
     for lag, value, e_ref, e_cod in out:
         energy_ = math.sqrt(e_ref * e_cod)
@@ -310,34 +364,47 @@ def delays_of_mono_torch(
     return delays
 
 
-def _batched_xcorr(
-    pairs: list[tuple[torch.Tensor, torch.Tensor]], max_lag: int, centred: bool = False
-) -> torch.Tensor:
-    """Circular cross-correlations ``c[b, k] = sum_n ref_b[n] cod_b[n + k]`` of a batch,
-    exact (linear) at ``|k| <= max_lag``; negative ``k`` at index ``size + k``.
-
-    Args:
-        pairs: float64 signals; their means are removed first unless ``centred``.
+def _centred(rows: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Each row minus its mean over its first ``lengths[b]`` samples, zero beyond them
+    (float64 in).
 
     Shape:
-        returns ``[B, size]`` float64, ``size >= max(lengths) + max_lag + 1``.
+        rows: ``[B, n]``, lengths: ``[B]`` → ``[B, n]``.
     """
-    longest = max(max(len(r), len(c)) for r, c in pairs)
-    size = sp_fft.next_fast_len(longest + max_lag + 1, real=True)
-    ref = pairs[0][0].new_zeros(len(pairs), size)
-    cod = pairs[0][0].new_zeros(len(pairs), size)
-    for b, (r, c) in enumerate(pairs):
-        ref[b, : len(r)] = r if centred else r - r.mean()
-        cod[b, : len(c)] = c if centred else c - c.mean()
+    valid = torch.arange(rows.shape[1], device=rows.device) < lengths[:, None]
+    rows = rows * valid  # the padding is zero already, unless a caller's rows are longer
+    mean = rows.sum(1, keepdim=True) / lengths.clamp_min(1)[:, None]
+    return (rows - mean) * valid
+
+
+def _batched_xcorr(ref: torch.Tensor, cod: torch.Tensor, max_lag: int) -> torch.Tensor:
+    """Circular cross-correlations ``c[b, k] = sum_n ref[b, n] cod[b, n + k]`` of zero-padded
+    rows, exact (linear) at ``|k| <= max_lag``; negative ``k`` at index ``size + k``.
+
+    Shape:
+        ref: ``[B, n]``, cod: ``[B, m]`` float64 → ``[B, size]``, ``size >= max(n, m) +
+        max_lag + 1``.
+    """
+    size = sp_fft.next_fast_len(max(ref.shape[1], cod.shape[1]) + max_lag + 1, real=True)
     spectrum = torch.fft.rfft(ref, size).conj() * torch.fft.rfft(cod, size)
     return torch.fft.irfft(spectrum, size)
 
 
-def _decimated_torch(mono: torch.Tensor, factor: int) -> torch.Tensor:
-    """:func:`_decimated` for a tensor (float64 out)."""
+def _decimated_rows(
+    rows: torch.Tensor, lengths: torch.Tensor, factor: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_decimated` of each zero-padded row (float64 out) and the rows' new lengths:
+    row ``b`` keeps its first ``lengths[b] // factor - 1`` values (blocks of ``factor``
+    samples that lie wholly inside it).
+
+    Shape:
+        rows: ``[B, n]``, lengths: ``[B]`` → ``([B, n // factor - 1], [B])``.
+    """
     if factor <= 1:
-        return mono.double()
-    blocks = mono[: len(mono) // factor * factor].reshape(-1, factor).double()
-    rising = torch.arange(1, factor + 1, dtype=torch.float64, device=mono.device)
+        return rows.double(), lengths
+    blocks = rows[:, : rows.shape[1] // factor * factor].reshape(rows.shape[0], -1, factor)
+    rising = torch.arange(1, factor + 1, dtype=torch.float64, device=rows.device)
+    blocks = blocks.double()
     up, down = blocks @ rising, blocks @ (factor - rising)
-    return (up[:-1] + down[1:]) / factor**2
+    decimated = (up[:, :-1] + down[:, 1:]) / factor**2
+    return decimated, (torch.div(lengths, factor, rounding_mode="floor") - 1).clamp_min(0)
