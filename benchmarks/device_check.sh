@@ -10,7 +10,8 @@
 #      and, for the bf16 agreement, a trained demo checkpoint as .gpu/demo.ckpt with a few of
 #      its demo stimuli (lossless FLAC) listed in .gpu/demo/pairs.csv (reference, coded);
 #      keep .gpu/ out of git (.git/info/exclude) and carry it to the machine.
-#   2. there: bash benchmarks/device_check.sh   (WORKERS=0,8,15 by default)
+#   2. there: bash benchmarks/device_check.sh   (WORKERS=8,15 by default; 0 adds the reading
+#      thread, about 20 s more)
 set -u
 export PYTHONUNBUFFERED=1 WANDB_MODE=disabled
 if [ -d .gpu/whl ]; then
@@ -25,8 +26,9 @@ timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_inference.py tes
     tests/test_pair_audio.py "tests/test_features.py::test_cuda_matches_cpu" \
     "tests/test_stream.py::test_cuda_frontend" 2>&1 | tail -4
 echo "== a folder of files, end to end and by stage"
-timeout 240 python3 benchmarks/predict_folder.py --device cuda --workers "${WORKERS:-0,8,15}" \
-    --bf16 --refs 40 --coded 8 --dir /tmp/gml-corpus
+timeout 240 python3 benchmarks/predict_folder.py --device cuda --workers "${WORKERS:-8,15}" \
+    --bf16 --batch-size 16,32 --refs 40 --coded 8 --dir /tmp/gml-corpus \
+    --profile "${OUT:-/tmp}/gml-profile.txt"
 if [ -f .gpu/demo.ckpt ] && [ -f .gpu/demo/pairs.csv ]; then
     echo "== bf16 against fp32 on the demo model"
     timeout 75 python3 benchmarks/bf16_agreement.py --ckpt .gpu/demo.ckpt \

@@ -81,15 +81,21 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--workers", default="0,8", help="worker counts to time, comma-separated")
     p.add_argument("--bf16", action="store_true", help="also time bf16 autocast")
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument(
+        "--batch-size",
+        default=None,
+        help="model batch sizes to time (comma-separated; "
+        "the first for every configuration, the others with the most workers)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads of the main process")
     p.add_argument("--dir", help="corpus folder (default: a temporary one)")
     p.add_argument("--json", help="also write the figures to this file")
+    p.add_argument("--profile", help="write a torch profiler table of one call to this file")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     from gml.backbones import InSENet
-    from gml.data.pair_audio import PairAudio, collate_pairs, length_batches, pair_loader
+    from gml.data.pair_audio import PairAudio, PairFeed, collate_pairs, length_batches
     from gml.listener import Listener, load
     from gml.module import GMLModule
 
@@ -103,8 +109,10 @@ def main() -> None:
     )
     audio = len(refs) * args.seconds
 
-    def make(workers: int, bf16: bool) -> Listener:
-        kw = dict(workers=workers, bf16=bf16, batch_size=args.batch_size)
+    sizes = [int(b) for b in args.batch_size.split(",")] if args.batch_size else [None]
+
+    def make(workers: int, bf16: bool, batch_size: int | None = sizes[0]) -> Listener:
+        kw = dict(workers=workers, bf16=bf16, batch_size=batch_size)
         if args.ckpt:
             return load(args.ckpt, device=device, **kw)
         torch.manual_seed(0)
@@ -116,29 +124,56 @@ def main() -> None:
     precisions = [False, True] if args.bf16 else [False]
     frames = {}
     worker_counts = [int(w) for w in args.workers.split(",")]
-    configs = [(w, bf16, True) for w in worker_counts for bf16 in (precisions if w else [False])]
-    if device.type == "cuda" and max(worker_counts) > 0:  # the delay searched by the workers
-        configs.append((max(worker_counts), False, False))
-    warm = min(len(refs), 64)
-    for workers, bf16, delay_on_device in configs:
-        lis = make(workers, bf16)
+    most = max(worker_counts)
+    configs = [
+        (w, bf16, True, sizes[0]) for w in worker_counts for bf16 in (precisions if w else [False])
+    ]
+    configs += [(most, bf16, True, b) for b in sizes[1:] for bf16 in precisions]
+    if device.type == "cuda" and most > 0:  # the delay searched by the workers
+        configs.append((most, False, False, sizes[0]))
+    # CUDA, cuDNN and the page cache warmed once, by a listener without workers
+    make(0, False).predict(refs[: min(len(refs), 16)], cods[: min(len(cods), 16)], progress=False)
+    for workers, bf16, delay_on_device, batch_size in configs:
+        lis = make(workers, bf16, batch_size)
         lis.delay_on_device = delay_on_device and lis.delay_on_device
-        lis.predict(refs[:warm], cods[:warm], progress=False)  # warm-up
-        _sync(device)
-        t = time.perf_counter()
-        frame = lis.predict(refs, cods, progress=False)
-        _sync(device)
-        sec = time.perf_counter() - t
         key = f"workers={workers} {'bf16' if bf16 else 'fp32'}"
+        if batch_size != sizes[0]:
+            key += f" batch {batch_size}"
         if workers and not lis.delay_on_device:
             key += " delay in workers"
+        # first call: starts the worker processes; second: the workers kept from the first
+        for call in ("first call", "next call"):
+            _sync(device)
+            t = time.perf_counter()
+            frame = lis.predict(refs, cods, progress=False)
+            _sync(device)
+            sec = time.perf_counter() - t
+            figures[f"{key} {call}"] = {"seconds": sec, "x_real_time": audio / sec}
+            print(
+                f"end to end  {key:32s} {call:10s} {sec:7.2f} s  {audio / sec:8.0f}x real time"
+                f"  ({1000 * sec / len(refs):.2f} ms a pair)",
+                flush=True,
+            )
         frames[key] = frame
-        figures[key] = {"seconds": sec, "x_real_time": audio / sec}
-        print(
-            f"end to end  {key:32s} {sec:7.2f} s  {audio / sec:8.0f}x real time  "
-            f"({1000 * sec / len(refs):.2f} ms a pair)",
-            flush=True,
-        )
+        if args.profile and workers == most:
+            from torch.profiler import ProfilerActivity, profile
+
+            activities = [ProfilerActivity.CPU] + (
+                [ProfilerActivity.CUDA] if device.type == "cuda" else []
+            )
+            with profile(activities=activities) as prof:
+                lis.predict(refs, cods, progress=False)
+                _sync(device)
+            averages = prof.key_averages()
+            tables = [
+                f"sorted by {key}\n" + averages.table(sort_by=key, row_limit=40)
+                for key in ("self_cpu_time_total", "cpu_time_total")
+                + (("self_device_time_total",) if device.type == "cuda" else ())
+            ]
+            Path(args.profile).write_text("\n\n".join(tables))
+            print(f"profile of the next call ({key}) in {args.profile}")
+            args.profile = None
+        lis.close()
         del lis
     base = frames.get(f"workers={worker_counts[0]} fp32")
     for key, frame in frames.items():
@@ -150,30 +185,36 @@ def main() -> None:
                 f"largest delay difference {dd:.3f} ms"
             )
 
-    # stage 1: the workers alone (with the delay searched there, or left to the device)
+    # stage 1: the workers alone (with the delay searched there, or left to the device),
+    # in the listener's batches; first pass: the workers start; second: they are kept
     lis = make(0, False)
     fs = lis.frontend.settings()["sample_rate"]
     on_device = [False, True] if device.type == "cuda" else [False]
     for workers in sorted(set(worker_counts) - {0}):
+        lis.workers = workers
+        sizes = lis._reading_batches(len(refs))
         for delay_on_device in on_device:
-            dataset = PairAudio(
-                refs, cods, fs, lis.frontend.win_length / fs, lis.align, delay_on_device
-            )
-            for _ in pair_loader(dataset, workers, max_pairs=64):  # warm-up (page cache)
-                pass
-            t = time.perf_counter()
-            n = sum(len(b["pairs"]) for b in pair_loader(dataset, workers, max_pairs=64))
-            sec = time.perf_counter() - t
+            feed = PairFeed(fs, lis.frontend.win_length / fs, lis.align, delay_on_device, workers)
             what = "decode, resample" + ("" if delay_on_device else ", delay")
-            figures[f"reading workers={workers} {what}"] = {
-                "seconds": sec,
-                "x_real_time": audio / sec,
-            }
-            print(
-                f"reading     workers={workers:<3d} {sec:7.2f} s  {audio / sec:8.0f}x real time "
-                f"({n} pairs; {what})",
-                flush=True,
-            )
+            for call in ("first pass", "next pass"):
+                t = time.perf_counter()
+                first, n = None, 0
+                for batch in feed.batches(refs, cods, *sizes):
+                    first = first or time.perf_counter() - t
+                    n += len(batch["pairs"])
+                sec = time.perf_counter() - t
+                figures[f"reading workers={workers} {what} {call}"] = {
+                    "seconds": sec,
+                    "x_real_time": audio / sec,
+                    "first_batch_seconds": first,
+                }
+                print(
+                    f"reading     workers={workers:<3d} {call:10s} {sec:7.2f} s  "
+                    f"{audio / sec:8.0f}x real time ({n} pairs in batches of {sizes[1]}; "
+                    f"first after {first:.2f} s; {what})",
+                    flush=True,
+                )
+            feed.close()
 
     # stage 2: the device alone, on waveforms already in (pinned) memory
     keep = min(len(refs), 128)

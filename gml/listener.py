@@ -263,7 +263,9 @@ class Listener:
             ``prefetch`` thread instead (the cores are busy with the model there). Only for
             lists of file paths; arrays and single pairs take the thread path. Memory: each
             worker holds up to two batches of whole files (``batch_size`` pairs of 10 s, or
-            one longer pair), in shared memory.
+            one longer pair), in shared memory. The processes are kept for the next list
+            (starting them takes a fraction of a second) until :meth:`close`, the end of a
+            ``with`` block, or the listener is garbage-collected.
 
     Long excerpts: a pair longer than ``window_seconds`` is cut into windows of that length
     with ``window_overlap`` overlap (the last window ends at the end of the excerpt); each
@@ -329,6 +331,7 @@ class Listener:
         #: in well under a millisecond; the workers' CPUs took tens) when both files are at
         #: the frontend's rate; the same delays (:func:`~gml.features.delay.delay_of_mono_torch`).
         self.delay_on_device = self.device.type == "cuda"
+        self._feed = None  # the worker processes, kept between calls (see close)
         self._remembered: dict = {}  # see feature_memory
         self._remembered_lock = threading.Lock()
 
@@ -809,33 +812,55 @@ class Listener:
 
     def _loaded_chunks(self, refs: list, cods: list):
         """Yield ``(indices, prepared pairs)`` for batches of pairs read by :attr:`workers`
-        processes (:func:`gml.data.pair_audio.pair_loader`), in order of length: the
-        waveforms are copied to the device and analysed there, equal lengths together. A pair
-        that cannot be used raises its error (naming the file) when its batch arrives.
+        processes (:class:`gml.data.pair_audio.PairFeed`, kept for the next call), in order
+        of length: the waveforms are copied to the device and analysed there, equal lengths
+        together. Small batches come from the workers (the first arrives sooner, and a short
+        list is shared evenly) and are gathered here until the model has :attr:`batch_size`
+        windows. A pair that cannot be used raises its error (naming the file) when its batch
+        arrives.
         """
-        from gml.data.pair_audio import PairAudio, pair_loader
+        from gml.data.pair_audio import PairFeed
 
         fs = self.frontend.settings()["sample_rate"]
-        dataset = PairAudio(
-            refs,
-            cods,
-            fs,
-            self.frontend.win_length / fs,
-            align=self.align,
-            delay_on_device=self.delay_on_device,
-        )
-        loader = pair_loader(
-            dataset,
-            self.workers,
-            batch_seconds=20.0 * self.batch_size,  # batch_size pairs of 10 s
-            max_pairs=4 * self.batch_size,
-            pin_memory=self.device.type == "cuda",
-        )
-        for batch in loader:
+        settings = (fs, self.frontend.win_length / fs, self.align, self.delay_on_device)
+        feed = self._feed
+        if feed is None or feed.settings != settings or feed.num_workers != self.workers:
+            self.close()
+            feed = self._feed = PairFeed(
+                *settings, num_workers=self.workers, pin_memory=self.device.type == "cuda"
+            )
+        indices: list[int] = []
+        prepared: list = []
+        for batch in feed.batches(refs, cods, *self._reading_batches(len(refs))):
             for item in batch["pairs"]:
                 if "error" in item:
                     raise item["error"]
-            yield [item["index"] for item in batch["pairs"]], self._batch_windows(batch)
+            indices += [item["index"] for item in batch["pairs"]]
+            prepared += self._batch_windows(batch)
+            if sum(len(windows) for windows, *_ in prepared) >= self.batch_size:
+                yield indices, prepared
+                indices, prepared = [], []
+        if prepared:
+            yield indices, prepared
+
+    def _reading_batches(self, pairs: int) -> tuple[float, int]:
+        """``(batch_seconds, max_pairs)`` of the workers' batches for a list of ``pairs``:
+        about three batches a worker, of at most :attr:`batch_size` pairs of 10 s."""
+        per_batch = max(1, min(self.batch_size, math.ceil(pairs / (3 * max(1, self.workers)))))
+        return 20.0 * per_batch, per_batch
+
+    def close(self) -> None:
+        """Stop the worker processes that read lists of files (:attr:`workers`); the next
+        list starts new ones. They also stop when the listener is garbage-collected."""
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            feed.close()
+
+    def __enter__(self) -> Listener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @torch.inference_mode()
     def _batch_windows(self, batch: dict) -> list:

@@ -273,6 +273,41 @@ def test_worker_processes_give_the_same_predictions(tiny_run, tmp_path):
         with_workers.predict(refs[:2], [cods[0], str(bad)])
 
 
+def test_worker_processes_are_kept_for_the_next_list(tiny_run, tmp_path):
+    """The reading processes outlive a call (starting a dozen costs a fraction of a second):
+    the next list, a different one, is read by the same processes with the same results; an
+    error in a list leaves the listener usable; close() stops the processes."""
+    pairs = [write_pair(tmp_path / f"p{k}", seconds=1 + 0.25 * k, seed=k) for k in range(5)]
+    refs, cods = [str(r) for r, _ in pairs], [str(c) for _, c in pairs]
+    kw = dict(device="cpu", window_seconds=1.0)
+    alone = gml.load(tiny_run, workers=0, **kw).predict(refs, cods)
+    with gml.load(tiny_run, workers=2, batch_size=2, **kw) as lis:
+
+        def workers() -> list:
+            return [w.pid for w in lis._feed._loader._iterator._workers]
+
+        first = lis.predict(refs[:3], cods[:3])
+        started = workers()
+        assert all(w.is_alive() for w in lis._feed._loader._iterator._workers)
+        second = lis.predict(refs[::-1], cods[::-1])  # another list, other order
+        assert workers() == started
+        assert first["mean"].tolist() == pytest.approx(alone["mean"][:3].tolist(), abs=1e-4)
+        assert second["mean"].tolist() == pytest.approx(alone["mean"][::-1].tolist(), abs=1e-4)
+        bad = tmp_path / "bad.wav"
+        bad.write_bytes(b"not audio")
+        from gml.features import AudioError
+
+        with pytest.raises(AudioError, match="bad.wav"):
+            lis.predict(refs[:2], [cods[0], str(bad)])
+        again = lis.predict(refs, cods)
+        assert again["mean"].tolist() == pytest.approx(alone["mean"].tolist(), abs=1e-4)
+        processes = list(lis._feed._loader._iterator._workers)
+    for w in processes:  # the with block closed the listener
+        w.join(timeout=10)
+        assert not w.is_alive()
+    assert lis._feed is None
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_listener_equals_cpu(tiny_run, tmp_path):
     """On a GPU, lists of files go through the worker processes and the frontend runs on the

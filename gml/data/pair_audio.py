@@ -32,6 +32,7 @@ from gml.features.stream import AudioInfo
 
 __all__ = [
     "PairAudio",
+    "PairFeed",
     "collate_pairs",
     "device_buffers",
     "length_batches",
@@ -85,8 +86,14 @@ class PairAudio(Dataset):
         return len(self.references)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.read(index, self.references[index], self.coded[index])
+
+    def read(self, index: int, reference: str, coded: str) -> dict[str, Any]:
+        """The item of the pair ``(reference, coded)``, numbered ``index`` (any list's; the
+        workers of :class:`PairFeed` read pairs named in their tasks, so that they can be kept
+        from one list to the next)."""
         try:
-            return self._read(index)
+            return self._read(index, reference, coded)
         except Exception as err:  # handed to the main process, which raises it
             return {"index": index, "error": err}
 
@@ -99,8 +106,8 @@ class PairAudio(Dataset):
         check_duration(path, seconds, self.min_seconds)
         return ("pcm16" if data.dtype == np.int16 else "float"), data, rate, info
 
-    def _read(self, index: int) -> dict[str, Any]:
-        files = [self._file(p) for p in (self.references[index], self.coded[index])]
+    def _read(self, index: int, reference: str, coded: str) -> dict[str, Any]:
+        files = [self._file(p) for p in (reference, coded)]
         delay: int | None = 0
         if self.align:
             same_rate = files[0][2] == files[1][2] == self.sample_rate
@@ -241,6 +248,112 @@ def device_buffers(batch: dict[str, Any], device: torch.device) -> dict[str, tor
     return here
 
 
+class PairFeed:
+    """Worker processes that read pairs (:class:`PairAudio` items, packed per batch by
+    :func:`collate_pairs`), kept from one list of pairs to the next: starting a dozen
+    processes costs a noticeable fraction of a second, more than a GPU needs for hundreds of
+    pairs. The workers get the file names with each batch, so any list can follow.
+
+    Args:
+        sample_rate, min_seconds, align, delay_on_device: As :class:`PairAudio`.
+        num_workers: Worker processes (each decodes, resamples and aligns whole pairs).
+        pin_memory: Page-lock the batches, for an asynchronous copy to a GPU.
+
+    The processes stop with :meth:`close`, when the feed is garbage-collected, or at exit.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int,
+        min_seconds: float,
+        align: bool,
+        delay_on_device: bool,
+        num_workers: int,
+        pin_memory: bool = False,
+    ):
+        if num_workers < 1:
+            raise ValueError(f"a PairFeed needs at least one worker, got {num_workers}")
+        self.settings = (int(sample_rate), float(min_seconds), bool(align), bool(delay_on_device))
+        self.num_workers = int(num_workers)
+        self.pin_memory = bool(pin_memory)
+        self._batches = _Batches()
+        self._loader: DataLoader | None = None
+
+    def batches(
+        self,
+        references: Sequence[str | os.PathLike],
+        coded: Sequence[str | os.PathLike],
+        batch_seconds: float = 240.0,
+        max_pairs: int = 64,
+    ) -> Iterator[dict[str, Any]]:
+        """Batches of the pairs ``(references[i], coded[i])``, pairs of similar length
+        together, in length order (not input order: each item has its index).
+
+        Args:
+            references, coded: The pairs' files.
+            batch_seconds: Audio per batch, counted as 48 kHz stereo 16-bit seconds of the
+                files' sizes (about 0.2 MB a second): bounds the memory in flight, about
+                ``2 * num_workers`` batches of waveforms.
+            max_pairs: Pairs per batch at most (smaller batches: the first arrives sooner and
+                the workers share a short list more evenly).
+        """
+        if len(references) != len(coded):
+            raise ValueError(f"{len(references)} references but {len(coded)} coded files")
+        refs, cods = [os.fspath(p) for p in references], [os.fspath(p) for p in coded]
+        budget = int(batch_seconds * 48000 * 2 * 2)
+        self._batches.tasks = [
+            [(i, refs[i], cods[i]) for i in batch]
+            for batch in length_batches(refs, cods, budget, max_pairs)
+        ]
+        if self._loader is None:
+            self._loader = DataLoader(
+                _Tasks(PairAudio([], [], *self.settings)),
+                batch_sampler=self._batches,
+                num_workers=self.num_workers,
+                collate_fn=collate_pairs,
+                pin_memory=self.pin_memory,
+                worker_init_fn=_one_thread,
+                persistent_workers=True,
+            )
+        complete = False
+        try:
+            yield from self._loader
+            complete = True
+        finally:
+            if not complete:  # abandoned half-way (an error): start afresh next time
+                self.close()
+
+    def close(self) -> None:
+        """Stop the worker processes (the next :meth:`batches` starts new ones)."""
+        loader, self._loader = self._loader, None
+        iterator = getattr(loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+
+
+class _Batches:
+    """The batch sampler of a :class:`PairFeed`: the current list's batches of tasks."""
+
+    def __init__(self) -> None:
+        self.tasks: list[list[tuple[int, str, str]]] = []
+
+    def __iter__(self) -> Iterator[list[tuple[int, str, str]]]:
+        return iter(self.tasks)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+
+class _Tasks(Dataset):
+    """A :class:`PairAudio` (settings only) indexed by tasks ``(index, reference, coded)``."""
+
+    def __init__(self, pairs: PairAudio):
+        self.pairs = pairs
+
+    def __getitem__(self, task: tuple[int, str, str]) -> dict[str, Any]:
+        return self.pairs.read(*task)
+
+
 def pair_loader(
     dataset: PairAudio,
     num_workers: int,
@@ -248,31 +361,14 @@ def pair_loader(
     max_pairs: int = 64,
     pin_memory: bool = False,
 ) -> Iterator[dict[str, Any]]:
-    """Batches (:func:`collate_pairs` of :class:`PairAudio` items) read by ``num_workers``
-    processes, pairs of similar length together, in length order (not input order: each
-    item has its index).
-
-    Args:
-        dataset: The pairs.
-        num_workers: Worker processes (each decodes, resamples and aligns whole pairs).
-        batch_seconds: Audio per batch, counted as 48 kHz stereo 16-bit seconds of the files'
-            sizes (about 0.2 MB a second): bounds the memory in flight, about
-            ``2 * num_workers`` batches of float32 waveforms.
-        max_pairs: Pairs per batch at most.
-        pin_memory: Page-lock the waveforms, for an asynchronous copy to a GPU.
-    """
-    budget = int(batch_seconds * 48000 * 2 * 2)
-    batches = length_batches(dataset.references, dataset.coded, budget, max_pairs)
-    loader = DataLoader(
-        dataset,
-        batch_sampler=batches,
-        num_workers=num_workers,
-        collate_fn=collate_pairs,
-        pin_memory=pin_memory,
-        worker_init_fn=_one_thread if num_workers else None,
-        persistent_workers=False,
-    )
-    return iter(loader)
+    """The batches of a :class:`PairFeed` over ``dataset``'s pairs, its workers stopped at the
+    end (see :meth:`PairFeed.batches`)."""
+    settings = (dataset.sample_rate, dataset.min_seconds, dataset.align, dataset.delay_on_device)
+    feed = PairFeed(*settings, num_workers=num_workers, pin_memory=pin_memory)
+    try:
+        yield from feed.batches(dataset.references, dataset.coded, batch_seconds, max_pairs)
+    finally:
+        feed.close()
 
 
 def _one_thread(_: int) -> None:
