@@ -37,9 +37,20 @@ from common import describe_machine  # noqa: E402
 
 def write_corpus(root: Path, refs: int, coded: int, seconds: float, seed: int = 0):
     """``refs`` references with ``coded`` coded versions each; returns the path lists."""
+    marker = root / f"corpus-{refs}x{coded}-{seconds:g}s-seed{seed}.done"
     rng = np.random.default_rng(seed)
     fs = 48000
     n = int(seconds * fs)
+    if marker.exists():  # written before, with the same parameters
+        ref_paths = [str(root / "reference" / f"item{r:03d}.wav") for r in range(refs)]
+        return (
+            [p for p in ref_paths for _ in range(coded)],
+            [
+                str(root / "coded" / f"item{r:03d}_v{c}.wav")
+                for r in range(refs)
+                for c in range(coded)
+            ],
+        )
     t = np.arange(n) / fs
     ref_paths, cod_paths = [], []
     (root / "reference").mkdir(parents=True, exist_ok=True)
@@ -63,6 +74,7 @@ def write_corpus(root: Path, refs: int, coded: int, seconds: float, seed: int = 
             sf.write(name, (0.9 * cod / np.abs(cod).max()).astype(np.float32), fs, subtype="PCM_16")
             ref_paths.append(str(path))
             cod_paths.append(str(name))
+    marker.touch()
     return ref_paths, cod_paths
 
 
@@ -193,9 +205,13 @@ def main() -> None:
     for workers in sorted(set(worker_counts) - {0}):
         lis.workers = workers
         sizes = lis._reading_batches(len(refs))
-        for delay_on_device in on_device:
-            feed = PairFeed(fs, lis.frontend.win_length / fs, lis.align, delay_on_device, workers)
+        variants = [(d, False) for d in on_device] + [(True, True)] * (device.type == "cuda")
+        for delay_on_device, pin in variants:  # pin: page-locked as for the GPU copy
+            feed = PairFeed(
+                fs, lis.frontend.win_length / fs, lis.align, delay_on_device, workers, pin
+            )
             what = "decode, resample" + ("" if delay_on_device else ", delay")
+            what += ", pinned" if pin else ""
             for call in ("first pass", "next pass"):
                 t = time.perf_counter()
                 first, n = None, 0

@@ -31,7 +31,7 @@ from torch.distributions import Categorical, Distribution, MixtureSameFamily
 
 from gml.checkpoint import load_module
 from gml.heads import EqualMixture
-from gml.inference import fold_batchnorm
+from gml.inference import fold_batchnorm, values_on
 from gml.stats import SCORE_RANGE, ci_halfwidth
 
 __all__ = [
@@ -89,19 +89,6 @@ def _bisect_quantiles(
     except NotImplementedError:
         return mean.new_full((len(probs), len(mean)), float("nan"), dtype=torch.float64)
     return torch.where(ok, (lo + hi) / 2, float("nan"))
-
-
-def _on(device: torch.device, values: Sequence, dtype: torch.dtype = torch.long) -> Tensor:
-    """``values`` as a tensor on ``device``; to a GPU asynchronously, through pinned memory
-    (a plain copy would wait for everything queued on the device first).
-
-    Shape:
-        returns ``[len(values)]``.
-    """
-    out = torch.tensor(values, dtype=dtype)
-    if device.type == "cuda":
-        return out.pin_memory().to(device, non_blocking=True)
-    return out.to(device)
 
 
 def simulate_panels(
@@ -422,7 +409,7 @@ class Listener:
         inverse = [0] * len(order)
         for position, i in enumerate(order):
             inverse[i] = position
-        return flat[_on(self.device, inverse)]
+        return flat[values_on(self.device, inverse)]
 
     def _head_params(self, module: Any, net: nn.Module, x: Tensor) -> Tensor:
         """Raw head parameters of a batch of windows for one member: the backbone under
@@ -475,10 +462,18 @@ class Listener:
         """
         from gml.data.datamodule import pad_frames
 
-        self._check_pair(ref_info, cod_info, delay)
         t = max(ref.shape[-1], cod.shape[-1])
         pair = torch.stack([pad_frames(ref, t), pad_frames(cod, t)], dim=1)  # [4, 2, bands, T]
-        spans = self._windows(t)
+        return self._pair_from(pair, ref_info, cod_info, delay)
+
+    def _pair_from(self, pair: Tensor, ref_info, cod_info, delay: int):
+        """:meth:`_prepared_pair` of a pair already padded and stacked.
+
+        Shape:
+            pair: ``[4, 2, bands, T]``.
+        """
+        self._check_pair(ref_info, cod_info, delay)
+        spans = self._windows(pair.shape[-1])
         return [pair[..., s:e] for s, e in spans], spans, ref_info, cod_info, delay
 
     #: Warn when the aligned signals' lengths differ by more than this (seconds).
@@ -537,9 +532,11 @@ class Listener:
         """
         device = params[0].device
         counts = [p.shape[0] for p in params]
-        count = _on(device, counts)
+        count = values_on(device, counts)
         pairs = len(params)
-        owner = _on(device, [i for i, c in enumerate(counts) for _ in range(c)])  # of each window
+        owner = values_on(
+            device, [i for i, c in enumerate(counts) for _ in range(c)]
+        )  # of each window
         flat = torch.cat(params)  # [N, members, num_params]
         comps = [m.spread_distribution(flat[:, k]) for k, m in enumerate(self.members)]
         weight = 1.0 / count[owner].double()  # each window's weight in its pair's mixture
@@ -864,80 +861,124 @@ class Listener:
 
     @torch.inference_mode()
     def _batch_windows(self, batch: dict) -> list:
-        """:meth:`_pair_windows` for a batch of loaded pairs: signals of equal length share
-        the frontend's passes on the model's device; signals longer than ``block_seconds``
-        are analysed block by block (bounded memory).
+        """:meth:`_pair_windows` for a batch of loaded pairs, on the model's device in a
+        number of kernel launches that does not grow with the batch (on a GPU the host's
+        launches, not the device, limited the pairs a second): the signals are cut from the
+        batch's samples into one zero-padded tensor by one gather, the delays searched
+        together, the frontend run on the whole batch, and the pairs padded and stacked by
+        one gather over frames. Signals longer than ``block_seconds`` are analysed block by
+        block from the host copy (bounded memory).
         """
-        from gml.data.pair_audio import SIGNALS, device_buffers, signal, signal_length
+        from gml.data.pair_audio import (
+            SIGNALS,
+            device_samples,
+            gather_signals,
+            signal,
+            signal_layout,
+        )
         from gml.features.delay import HEAD_SECONDS, delays_of_heads_torch
         from gml.features.stream import streamed_spectrogram
 
         fs = self.frontend.settings()["sample_rate"]
-        longest = self.block_seconds * fs
-        # one copy of each buffer to the device (asynchronous from pinned memory); signals
-        # longer than block_seconds are analysed block by block from the CPU copy
         host = {k: batch[k] for k in ("pcm16", "float")}
-        here = device_buffers(batch, self.device)
-        batch = batch["pairs"]
-        waves, long = [], []
-        for key in SIGNALS:
-            for it in batch:
-                is_long = signal_length(it, key) > longest
-                waves.append(signal(host if is_long else here, it, key))
-                long.append(is_long)
-        delays = [it["delay"] for it in batch]
+        samples = device_samples(batch, self.device)
+        pairs = batch["pairs"]
+        count = len(pairs)
+        signals = [(it, key) for key in SIGNALS for it in pairs]  # references, then coded
+        layouts = [signal_layout(it, key, host["pcm16"].numel()) for it, key in signals]
+        lengths = [n for *_, n in layouts]
+        delays = [it["delay"] for it in pairs]
         search = [j for j, d in enumerate(delays) if d is None]  # left to this device
         if search:
             # the heads estimate_delay reads: the first analysis + max-delay seconds, (L + R) / 2
-            # in float32 (a mono file is L = R here, and (x + x) / 2 = x exactly), zero-padded
-            # into one batch: one copy a signal, the rest in a fixed number of launches
-            head = math.ceil(HEAD_SECONDS * fs)
-            rows = [waves[j] for j in search] + [waves[len(batch) + j] for j in search]
-            lengths = [min(head, w.shape[-1]) for w in rows]
-            stereo = here["float"].new_zeros(len(rows), 2, max(lengths))
-            for r, (w, n) in enumerate(zip(rows, lengths)):
-                stereo[r, :, :n] = w[:, :n]
+            # in float32 (a mono file is L = R here, and (x + x) / 2 = x exactly)
+            rows = search + [count + j for j in search]
+            heads = [min(math.ceil(HEAD_SECONDS * fs), lengths[i]) for i in rows]
+            stereo = gather_signals(
+                samples, [layouts[i] for i in rows], [0] * len(rows), max(heads)
+            )
             monos = (stereo[:, 0] + stereo[:, 1]) * 0.5
             k = len(search)
-            found = delays_of_heads_torch(monos[:k], lengths[:k], monos[k:], lengths[k:], fs)
+            found = delays_of_heads_torch(monos[:k], heads[:k], monos[k:], heads[k:], fs)
             for j, f in zip(search, found):
                 delays[j] = f.samples
-        for j, delay in enumerate(delays):  # drop the delay from the start of the later signal
-            waves[j] = waves[j][:, max(0, -delay) :]
-            waves[len(batch) + j] = waves[len(batch) + j][:, max(0, delay) :]
-        specs: list[Tensor | None] = [None] * len(waves)
-        short = []
-        for i, w in enumerate(waves):
-            if long[i]:
-                spec = streamed_spectrogram((w, fs), self.frontend, self.block_seconds)[0]
-                specs[i] = spec.to(self.device)
-            else:
-                short.append(i)
-        # the frontend on groups of signals zero-padded at the end to the group's longest:
-        # each frame depends only on its own samples, so a signal's first num_frames(n)
-        # frames are its own; at most about 2 * batch_size signals of 10 s per pass
-        short.sort(key=lambda i: waves[i].shape[-1])
-        budget = max(1, 2 * self.batch_size * 10 * fs)
-        group: list[int] = []
-        for pos, i in enumerate(short):
-            group.append(i)
-            n = waves[i].shape[-1]
-            following = waves[short[pos + 1]].shape[-1] if pos + 1 < len(short) else None
-            if following is not None and (len(group) + 1) * following <= budget:
-                continue
-            x = waves[i].new_zeros(len(group), 2, n)
-            for row, k in enumerate(group):
-                x[row, :, : waves[k].shape[-1]] = waves[k]
-            out = self.frontend.spectrogram(x)
-            for row, k in enumerate(group):
-                specs[k] = out[row, ..., : self.frontend.num_frames(waves[k].shape[-1])]
-            group = []
+        # drop the delay from the start of the later signal
+        skips = [max(0, -d) for d in delays] + [max(0, d) for d in delays]
+        frames = [self.frontend.num_frames(max(0, n - k)) for n, k in zip(lengths, skips)]
+        longest = self.block_seconds * fs
+        short = [i for i, n in enumerate(lengths) if n - skips[i] <= longest]
+        parts, order = [], []
+        if short:
+            # at most about 2 * batch_size signals of 10 s per pass of the frontend
+            budget = max(1, 2 * self.batch_size * 10 * fs)
+            short.sort(key=lambda i: lengths[i] - skips[i])
+            group: list[int] = []
+            for pos, i in enumerate(short):
+                group.append(i)
+                n = lengths[i] - skips[i]
+                following = short[pos + 1] if pos + 1 < len(short) else None
+                if following is not None:
+                    if (len(group) + 1) * (lengths[following] - skips[following]) <= budget:
+                        continue
+                x = gather_signals(
+                    samples, [layouts[g] for g in group], [skips[g] for g in group], max(1, n)
+                )
+                parts.append(self.frontend.spectrogram(x))
+                order += group
+                group = []
+        for i in sorted(set(range(len(signals))) - set(short)):  # block by block, from the host
+            wave = signal(host, *signals[i])[:, skips[i] :]
+            spec = streamed_spectrogram((wave, fs), self.frontend, self.block_seconds)[0]
+            parts.append(spec.to(self.device)[None])
+            order.append(i)
+        # one tensor of every signal's spectrogram, in signal order; each frame past a signal's
+        # own num_frames is cut by the gather below (it would hold padding's frames)
+        width = max(p.shape[-1] for p in parts)
+        spec = torch.cat([nn.functional.pad(p, (0, width - p.shape[-1])) for p in parts])
+        if order != list(range(len(signals))):
+            inverse = [0] * len(order)
+            for position, i in enumerate(order):
+                inverse[i] = position
+            spec = spec[values_on(self.device, inverse)]
+        spec = spec.view(2, count, *spec.shape[1:]).transpose(0, 1)  # [B, 2, 4, bands, T]
         return [
-            self._prepared_pair(
-                specs[j], specs[len(batch) + j], it["reference_info"], it["coded_info"], delays[j]
+            self._pair_from(pair[..., :t], it["reference_info"], it["coded_info"], delay)
+            for pair, t, it, delay in zip(
+                self._padded_pairs(spec, frames), self._pair_frames(frames), pairs, delays
             )
-            for j, it in enumerate(batch)
         ]
+
+    @staticmethod
+    def _pair_frames(frames: list[int]) -> list[int]:
+        """Frames of each pair: the longer of its two signals' (references first, then the
+        coded signals, in ``frames``)."""
+        count = len(frames) // 2
+        return [max(frames[j], frames[count + j]) for j in range(count)]
+
+    def _padded_pairs(self, spec: Tensor, frames: list[int]) -> Tensor:
+        """Each pair's two spectrograms, the shorter zero-padded on both sides to the longer
+        (as :func:`gml.data.datamodule.pad_frames`), by one gather over frames.
+
+        Shape:
+            spec: ``[B, 2, 4, bands, T]`` (signal ``k`` of pair ``j`` valid in its first
+            ``frames[k * B + j]`` frames) → ``[B, 4, 2, bands, T_max]``.
+        """
+        count = spec.shape[0]
+        total = self._pair_frames(frames)
+        width = max(total)
+        per_signal = [
+            [frames[k * count + j], (total[j] - frames[k * count + j]) // 2]
+            for j in range(count)
+            for k in range(2)
+        ]
+        own, left = values_on(self.device, per_signal).view(count, 2, 2).unbind(-1)
+        t = torch.arange(width, device=self.device)
+        source = t - left[..., None]  # [B, 2, T]: the signal's own frame at each pair frame
+        valid = (source >= 0) & (source < own[..., None])
+        source = source.clamp(0, spec.shape[-1] - 1)
+        index = source[:, :, None, None, :].expand(*spec.shape[:-1], width)
+        out = spec.gather(-1, index) * valid[:, :, None, None, :]
+        return out.transpose(1, 2)  # [B, 4, 2, bands, T_max]
 
     def distribution(self, reference: AudioInput, coded: AudioInput) -> Distribution:
         """The predicted score distribution of one pair (see the class docstring for long

@@ -11,9 +11,12 @@ import torch
 from gml.data.pair_audio import (
     PairAudio,
     collate_pairs,
+    device_samples,
+    gather_signals,
     length_batches,
     pair_loader,
     signal,
+    signal_layout,
     signal_length,
 )
 from gml.features import load_audio
@@ -54,6 +57,25 @@ def test_packed_signals_are_load_audio_exactly(files):
         assert torch.equal(wave.contiguous(), torch.from_numpy(expected)), name
         assert meta["reference_info"].source == files[name]
     assert batch["pairs"][3]["reference_info"].sample_rate == 44100
+
+
+def test_gathered_signals_are_the_packed_signals_without_their_skips(files):
+    """One gather cuts every signal of a batch (16-bit stereo and mono, float) from the flat
+    samples into a zero-padded tensor, each without its first samples (a codec delay)."""
+    names = list(files)
+    ds = PairAudio([files[n] for n in names], [files[n] for n in names], FS, 0.08)
+    batch = collate_pairs([ds[i] for i in range(len(ds))])
+    samples = device_samples(batch, torch.device("cpu"))
+    metas = [(meta, "reference") for meta in batch["pairs"]]
+    layouts = [signal_layout(m, k, batch["pcm16"].numel()) for m, k in metas]
+    skips = [0, 1440, 7, 100]
+    width = max(signal_length(m, k) for m, k in metas)
+    rows = gather_signals(samples, layouts, skips, width)
+    assert rows.shape == (4, 2, width)
+    for row, (meta, key), skip in zip(rows, metas, skips):
+        wave = signal({k: batch[k] for k in ("pcm16", "float")}, meta, key)[:, skip:]
+        n = wave.shape[1]
+        assert torch.equal(row[:, :n], wave) and not row[:, n:].any()
 
 
 def test_worker_batches_arrive_in_shared_memory_with_every_pair(files):

@@ -34,10 +34,12 @@ __all__ = [
     "PairAudio",
     "PairFeed",
     "collate_pairs",
-    "device_buffers",
+    "device_samples",
+    "gather_signals",
     "length_batches",
     "pair_loader",
     "signal",
+    "signal_layout",
     "signal_length",
 ]
 
@@ -232,20 +234,63 @@ def signal(buffers: dict[str, torch.Tensor], meta: dict[str, Any], key: str) -> 
     flat = buffers[kind][start : start + int(np.prod(shape))]
     if kind == "float":
         return flat.view(shape)
-    wave = flat.view(shape).T  # [channels, n]
-    if not wave.is_floating_point():  # (device_buffers converts a whole batch at once)
-        wave = wave.float() * (1 / 32768)
+    wave = flat.view(shape).T.float() * (1 / 32768)  # [channels, n]
     return wave.expand(2, -1) if wave.shape[0] == 1 else wave
 
 
-def device_buffers(batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
-    """A packed batch's buffers on ``device`` (asynchronously from pinned memory), the 16-bit
-    integers already turned into soundfile's floats (``/ 32768``, exact) in one pass for the
-    whole batch, for :func:`signal`.
+def device_samples(batch: dict[str, Any], device: torch.device) -> torch.Tensor:
+    """A packed batch's samples as one flat float32 tensor on ``device`` (copied
+    asynchronously from pinned memory): the 16-bit integers turned into soundfile's floats
+    (``/ 32768``, exact) in one pass, then the float buffer. :func:`gather_signals` cuts it
+    into signals, with :func:`signal_layout` offsets.
+
+    Shape:
+        returns ``[pcm16 size + float size]``.
     """
-    here = {k: batch[k].to(device, non_blocking=True) for k in ("pcm16", "float")}
-    here["pcm16"] = here["pcm16"].float().mul_(1 / 32768)
-    return here
+    pcm16 = batch["pcm16"].to(device, non_blocking=True).float().mul_(1 / 32768)
+    return torch.cat([pcm16, batch["float"].to(device, non_blocking=True)])
+
+
+def signal_layout(meta: dict[str, Any], key: str, pcm16_size: int) -> tuple[int, int, int, int]:
+    """Where a packed item's signal ``key`` lies in :func:`device_samples`: ``(start,
+    channel_stride, time_stride, length)``; a mono file's two channels are the same samples
+    (L = R, as :func:`~gml.features.load_audio`)."""
+    kind, start, shape = meta[key]
+    if kind == "pcm16":  # [n, channels], interleaved
+        return start, (1 if shape[1] == 2 else 0), shape[1], shape[0]
+    return pcm16_size + start, shape[1], 1, shape[1]  # float: [2, m], channel after channel
+
+
+def gather_signals(
+    samples: torch.Tensor,
+    layouts: Sequence[tuple[int, int, int, int]],
+    skips: Sequence[int],
+    width: int,
+) -> torch.Tensor:
+    """Stereo signals cut from :func:`device_samples` into one zero-padded batch, each
+    without its first ``skips[s]`` samples (a codec delay), in a fixed number of kernel
+    launches however many signals (one copy each would cost a launch a signal).
+
+    Shape:
+        samples: ``[N]``; returns ``[len(layouts), 2, width]``: row ``s`` holds samples
+        ``skips[s] ..`` of signal ``s``, zero after its end.
+    """
+    from gml.inference import values_on
+
+    device = samples.device
+    rows = values_on(
+        device,
+        [
+            [start + skip * ts, cs, ts, max(0, n - skip)]
+            for (start, cs, ts, n), skip in zip(layouts, skips)
+        ],
+    )
+    start, channel_stride, time_stride, length = (c[:, None, None] for c in rows.unbind(1))
+    t = torch.arange(width, device=device)
+    channel = torch.arange(2, device=device)[:, None]
+    valid = t < length  # [S, 1, width]
+    index = start + channel_stride * channel + time_stride * t  # [S, 2, width]
+    return torch.take(samples, torch.where(valid, index, 0)) * valid
 
 
 class PairFeed:

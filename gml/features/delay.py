@@ -327,11 +327,9 @@ def delays_of_heads_torch(
     factor = max(1, round(sample_rate / search_rate))
     coarse_rate = sample_rate / factor
     max_lag = int(round(max_delay_seconds * coarse_rate))
-    lengths = torch.tensor([*ref_lengths, *cod_lengths], dtype=torch.float64)
-    if device.type == "cuda":  # a blocking copy would wait for the whole stream
-        lengths = lengths.pin_memory().to(device, non_blocking=True)
-    else:
-        lengths = lengths.to(device)
+    from gml.inference import values_on
+
+    lengths = values_on(device, [*ref_lengths, *cod_lengths], torch.float64)
     ref_len, cod_len = lengths[:batch], lengths[batch:]
     # coarse: decimated rows, each centred on its own mean
     coarse_ref = _centred(*_decimated_rows(ref, ref_len, factor))
