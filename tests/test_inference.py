@@ -273,6 +273,25 @@ def test_worker_processes_give_the_same_predictions(tiny_run, tmp_path):
         with_workers.predict(refs[:2], [cods[0], str(bad)])
 
 
+def test_a_batch_too_large_for_one_frontend_pass_gives_the_same_pairs(tiny_run, tmp_path):
+    """A loaded batch whose signals exceed the frontend's budget is analysed in groups of
+    similar length and put back in order: the same windows as in one pass."""
+    from gml.data.pair_audio import PairAudio, collate_pairs
+
+    pairs = [write_pair(tmp_path, seconds=s, seed=k) for k, s in enumerate((3, 2.5, 3.5, 2, 3))]
+    ds = PairAudio([str(r) for r, _ in pairs], [str(c) for _, c in pairs], 48000, 0.08)
+    batch = collate_pairs([ds[i] for i in range(len(ds))])
+    lis = gml.load(tiny_run, device="cpu", window_seconds=1.0)
+    whole = lis._batch_windows(batch)  # 5 pairs of 2-3.5 s: one pass (budget 160 s)
+    assert all(len(windows) > 1 for windows, *_ in whole)
+    lis.batch_size = 1  # budget 20 s: groups of a few signals
+    grouped = lis._batch_windows(batch)
+    for a, b in zip(whole, grouped):
+        assert a[1] == b[1]  # the same spans
+        for wa, wb in zip(a[0], b[0]):
+            assert torch.equal(wa, wb)
+
+
 def test_worker_processes_are_kept_for_the_next_list(tiny_run, tmp_path):
     """The reading processes outlive a call (starting a dozen costs a fraction of a second):
     the next list, a different one, is read by the same processes with the same results; an

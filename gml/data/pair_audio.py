@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -303,6 +305,9 @@ class PairFeed:
         sample_rate, min_seconds, align, delay_on_device: As :class:`PairAudio`.
         num_workers: Worker processes (each decodes, resamples and aligns whole pairs).
         pin_memory: Page-lock the batches, for an asynchronous copy to a GPU.
+        pin_threads: Threads of this process that page-lock batches (a copy of every batch:
+            one thread, as the DataLoader has, managed about 2 GB/s on a 16-core GPU
+            machine, fewer pairs a second than the GPU scores).
 
     The processes stop with :meth:`close`, when the feed is garbage-collected, or at exit.
     """
@@ -315,12 +320,15 @@ class PairFeed:
         delay_on_device: bool,
         num_workers: int,
         pin_memory: bool = False,
+        pin_threads: int = 4,
     ):
         if num_workers < 1:
             raise ValueError(f"a PairFeed needs at least one worker, got {num_workers}")
         self.settings = (int(sample_rate), float(min_seconds), bool(align), bool(delay_on_device))
         self.num_workers = int(num_workers)
         self.pin_memory = bool(pin_memory)
+        self.pin_threads = max(1, int(pin_threads))
+        self._pinning: ThreadPoolExecutor | None = None
         self._batches = _Batches()
         self._loader: DataLoader | None = None
 
@@ -356,24 +364,47 @@ class PairFeed:
                 batch_sampler=self._batches,
                 num_workers=self.num_workers,
                 collate_fn=collate_pairs,
-                pin_memory=self.pin_memory,
                 worker_init_fn=_one_thread,
                 persistent_workers=True,
             )
         complete = False
         try:
-            yield from self._loader
+            if self.pin_memory:
+                yield from self._pinned(self._loader)
+            else:
+                yield from self._loader
             complete = True
         finally:
             if not complete:  # abandoned half-way (an error): start afresh next time
                 self.close()
 
+    def _pinned(self, batches: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """``batches`` in order, each page-locked by one of :attr:`pin_threads` threads
+        (up to twice as many batches in hand as threads)."""
+        if self._pinning is None:
+            self._pinning = ThreadPoolExecutor(self.pin_threads, thread_name_prefix="gml-pin")
+        pending: deque[Future] = deque()
+        for batch in batches:
+            pending.append(self._pinning.submit(_pin, batch))
+            if len(pending) >= 2 * self.pin_threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
     def close(self) -> None:
         """Stop the worker processes (the next :meth:`batches` starts new ones)."""
+        pinning, self._pinning = self._pinning, None
+        if pinning is not None:
+            pinning.shutdown(wait=False, cancel_futures=True)
         loader, self._loader = self._loader, None
         iterator = getattr(loader, "_iterator", None)
         if iterator is not None and hasattr(iterator, "_shutdown_workers"):
             iterator._shutdown_workers()
+
+
+def _pin(batch: dict[str, Any]) -> dict[str, Any]:
+    """The batch with its sample buffers page-locked."""
+    return {**batch, **{k: batch[k].pin_memory() for k in ("pcm16", "float")}}
 
 
 class _Batches:
