@@ -59,6 +59,7 @@ def values_on(
     everything already queued on the device, so the host could not run ahead of it.
     """
     out = torch.tensor(values, dtype=dtype)
-    if device.type == "cuda":
-        return out.pin_memory().to(device, non_blocking=True)
+    if device.type == "cuda":  # (pin_memory() would first ask CUDA whether it is pinned)
+        pinned = torch.empty(out.shape, dtype=dtype, pin_memory=True)
+        return pinned.copy_(out).to(device, non_blocking=True)
     return out.to(device)

@@ -843,8 +843,10 @@ class Listener:
 
     def _reading_batches(self, pairs: int) -> tuple[float, int]:
         """``(batch_seconds, max_pairs)`` of the workers' batches for a list of ``pairs``:
-        about three batches a worker, of at most :attr:`batch_size` pairs of 10 s."""
-        per_batch = max(1, min(self.batch_size, math.ceil(pairs / (3 * max(1, self.workers)))))
+        about three batches a worker, of at most :attr:`batch_size` pairs of 10 s, and a
+        divisor of it (so that the batches gathered for the model fill its passes)."""
+        target = max(1, min(self.batch_size, math.ceil(pairs / (3 * max(1, self.workers)))))
+        per_batch = max(d for d in range(1, target + 1) if self.batch_size % d == 0)
         return 20.0 * per_batch, per_batch
 
     def close(self) -> None:
