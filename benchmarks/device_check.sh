@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of docs/performance.md in one script, for a lent GPU machine whose Python has
 # torch, lightning, torchmetrics, pandas and scipy but not the rest of gml's needs (about
-# 4 minutes on one H100; run it from the repository root):
+# 6 minutes on one H100; run it from the repository root):
 #
 #   1. here, once: wheels of the missing packages for the machine's Python (3.12 there):
 #        mkdir -p .gpu/whl && pip download --no-deps --only-binary=:all: --python-version 3.12 \
@@ -34,3 +34,7 @@ if [ -f .gpu/demo.ckpt ] && [ -f .gpu/demo/pairs.csv ]; then
     timeout 75 python3 benchmarks/bf16_agreement.py --ckpt .gpu/demo.ckpt \
         --pairs .gpu/demo/pairs.csv --device cuda --rounds 3
 fi
+echo "== gml fit against the bare training step on the GPU (demo; prepared first, about a minute)"
+timeout 240 python3 benchmarks/fit_throughput.py --device cuda --steps 100 --num-workers 4
+timeout 120 python3 benchmarks/fit_throughput.py --device cuda --steps 100 --num-workers 4 \
+    --precision bf16-mixed
