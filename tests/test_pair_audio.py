@@ -10,11 +10,11 @@ import torch
 
 from gml.data.pair_audio import (
     PairAudio,
+    PairFeed,
     collate_pairs,
     device_samples,
     gather_signals,
     length_batches,
-    pair_loader,
     signal,
     signal_layout,
     signal_length,
@@ -81,14 +81,15 @@ def test_gathered_signals_are_the_packed_signals_without_their_skips(files):
 def test_worker_batches_arrive_in_shared_memory_with_every_pair(files):
     refs = [files["stereo16.wav"]] * 5
     cods = [files["stereo16.wav"], files["mono16.flac"]] * 2 + [files["mono44k.wav"]]
-    ds = PairAudio(refs, cods, FS, 0.08, align=True, delay_on_device=True)
     seen = []
-    for batch in pair_loader(ds, num_workers=1, batch_seconds=2.5):
+    feed = PairFeed(FS, 0.08, align=True, delay_on_device=True, num_workers=1)
+    for batch in feed.batches(refs, cods, batch_seconds=2.5):
         assert batch["pcm16"].is_shared()
         seen += [it["index"] for it in batch["pairs"]]
         for it in batch["pairs"]:
             # the delay is left to the device only when both files are at 48 kHz
             assert (it["delay"] is None) == (it["index"] != 4)
+    feed.close()
     assert sorted(seen) == list(range(5))
 
 

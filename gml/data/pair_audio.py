@@ -2,14 +2,16 @@
 
 On a GPU the model and the gammatone frontend take about a millisecond per 10 s pair, while
 decoding and resampling take several milliseconds of CPU time and the CPU delay search tens.
-:func:`pair_loader` spreads the reading over worker processes and leaves the rest to the
-device: each item is one pair's audio as stored (16-bit files at the frontend's rate as
-integers, others decoded and resampled to float32), packed per batch into shared memory and
-pinned (so the copy to the GPU runs asynchronously, in one transfer); the main process turns
-the integers into floats, searches the codec delay for the whole batch at once
-(:func:`gml.features.delay.delays_of_mono_torch`) and runs the frontend on the batch. Batches
-hold pairs of similar length (sorted by file size), at most ``batch_seconds`` of audio, so
-memory stays bounded.
+A :class:`PairFeed` spreads the reading over worker processes, kept from one list of pairs
+to the next, and leaves the rest to the device: each item is one pair's audio as stored
+(16-bit files at the frontend's rate as integers, others decoded and resampled to float32),
+packed per batch into shared memory and page-locked by a few threads (so the copy to the GPU
+runs asynchronously, in one transfer). The main process (:meth:`gml.listener.Listener.
+_batch_windows`) turns the integers into floats in one pass (:func:`device_samples`), cuts
+the signals into a zero-padded batch with one gather (:func:`gather_signals`), searches the
+codec delays of the whole batch at once (:func:`gml.features.delay.delays_of_heads_torch`)
+and runs the frontend on the batch. Batches hold pairs of similar length (sorted by file
+size), at most ``batch_seconds`` of audio, so memory stays bounded.
 
 The audio is the same as :meth:`gml.listener.Listener` reads in its own thread path
 (soundfile's floats, the same polyphase resampler, the same delays); the spectrogram of a
@@ -39,7 +41,6 @@ __all__ = [
     "device_samples",
     "gather_signals",
     "length_batches",
-    "pair_loader",
     "signal",
     "signal_layout",
     "signal_length",
@@ -428,23 +429,6 @@ class _Tasks(Dataset):
 
     def __getitem__(self, task: tuple[int, str, str]) -> dict[str, Any]:
         return self.pairs.read(*task)
-
-
-def pair_loader(
-    dataset: PairAudio,
-    num_workers: int,
-    batch_seconds: float = 240.0,
-    max_pairs: int = 64,
-    pin_memory: bool = False,
-) -> Iterator[dict[str, Any]]:
-    """The batches of a :class:`PairFeed` over ``dataset``'s pairs, its workers stopped at the
-    end (see :meth:`PairFeed.batches`)."""
-    settings = (dataset.sample_rate, dataset.min_seconds, dataset.align, dataset.delay_on_device)
-    feed = PairFeed(*settings, num_workers=num_workers, pin_memory=pin_memory)
-    try:
-        yield from feed.batches(dataset.references, dataset.coded, batch_seconds, max_pairs)
-    finally:
-        feed.close()
 
 
 def _one_thread(_: int) -> None:
