@@ -317,7 +317,7 @@ class Listener:
         self.workers = int(workers)
         #: With workers: search each pair's codec delay on the model's device (a GPU does it
         #: in well under a millisecond; the workers' CPUs took tens) when both files are at
-        #: the frontend's rate; the same delays (:func:`~gml.features.delay.delay_of_mono_torch`).
+        #: the frontend's rate; the same delays (:func:`~gml.features.delay.delays_of_heads_torch`).
         self.delay_on_device = self.device.type == "cuda"
         self._feed = None  # the worker processes, kept between calls (see close)
         self._remembered: dict = {}  # see feature_memory

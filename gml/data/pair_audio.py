@@ -56,7 +56,7 @@ class PairAudio(Dataset):
         min_seconds: Shortest usable signal (one analysis frame).
         align: Estimate the codec delay (to be dropped from the start of the later signal).
         delay_on_device: Leave the delay search to the caller's device when both files are
-            at ``sample_rate`` (:func:`gml.features.delay.delays_of_mono_torch`); ``delay`` is
+            at ``sample_rate`` (:func:`gml.features.delay.delays_of_heads_torch`); ``delay`` is
             then None.
 
     An item is a dict: ``index``; ``reference`` and ``coded``, each ``("pcm16", samples)``
