@@ -9,7 +9,9 @@ Variants (all on the same random features, ``[B, 4, 2, 32, 497]``):
 - ``+ folded batch norm``: what :class:`gml.Listener` runs (:func:`gml.inference.fold_batchnorm`);
 - the same at batch 2, 4, 8 with the CPU chunking of :class:`gml.backbones.insenet.ViewBranch`,
   and at batch 8 without it (``unchunked``) to show why it exists;
-- ``bf16 autocast`` of the folded model, and ``--compile``: ``torch.compile`` of it.
+- ``bf16 autocast`` of the folded model, and ``--compile``: ``torch.compile`` of it;
+- ``--also paper-fast`` (or any preset): that preset folded, batch 1, with its own FLOPs (e.g.
+  the paper's widths with the stem striding 2 in time).
 
 Prints machine, torch, threads, the FLOPs per pair (``torch.utils.flop_counter``), milliseconds
 per pair (median and best of the interleaved rounds), achieved GFLOP/s, and that as a fraction
@@ -43,6 +45,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--compile", action="store_true", help="also time torch.compile")
+    p.add_argument("--also", action="append", default=[], help="also time this preset, folded")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -56,9 +59,12 @@ def main() -> None:
 
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as fc, torch.inference_mode():
-        head.proj(net(x1))
-    flops = fc.get_total_flops()
+    def count_flops(model) -> int:
+        with FlopCounterMode(display=False) as fc, torch.inference_mode():
+            head.proj(model(x1))
+        return fc.get_total_flops()
+
+    flops = count_flops(net)
 
     nchw = copy.deepcopy(net)
     for m in nchw.modules():
@@ -89,6 +95,17 @@ def main() -> None:
         "+ folded, batch 8 unchunked": run(unchunked, 8),
         "+ folded, bf16 autocast, batch 1": run(folded, 1, bf16=True),
     }
+    variant_flops = {k: flops for k in variants}
+    for preset in args.also:
+        other = InSENet(preset).eval()
+        if other.out_features != net.out_features:
+            p.error(
+                f"--also {preset}: {other.out_features} features, the head takes {net.out_features}"
+            )
+        name = f"{preset}, folded, batch 1"
+        variants[name] = run(fold_batchnorm(other), 1)
+        variant_flops[name] = count_flops(other)
+        print(f"{preset}: {variant_flops[name] / 1e9:.2f} GFLOP per pair", flush=True)
     compile_s = None
     if args.compile:
         compiled = torch.compile(folded)
@@ -97,6 +114,7 @@ def main() -> None:
             compiled(x1)
         compile_s = time.perf_counter() - t0
         variants["+ folded, torch.compile, batch 1"] = run(compiled, 1)
+        variant_flops["+ folded, torch.compile, batch 1"] = flops
 
     with torch.inference_mode():
         ref = head.proj(net(x1))
@@ -118,7 +136,7 @@ def main() -> None:
     print(f"{'variant':36s} {'ms/pair':>8s} {'best':>7s} {'GFLOP/s':>8s} {'of peak':>8s}")
     for name, (_, batch) in variants.items():
         med, best = res[name]["median"] / batch, res[name]["min"] / batch
-        rate = flops / med / 1e9
+        rate = variant_flops[name] / med / 1e9
         peak = peak16 if "bf16" in name else peak32
         print(f"{name:36s} {1e3 * med:8.1f} {1e3 * best:7.1f} {rate:8.1f} {rate / peak:8.0%}")
 

@@ -9,7 +9,9 @@ the distribution's statistics.
 
     pip install "visqol-python[accel]"
     python benchmarks/predict_vs_visqol.py --threads 2 \\
-        --pairs ../shared/data/visqol-conformance/pairs.csv
+        --pairs ../shared/data/visqol-conformance/pairs.csv --preset paper,paper-fast
+
+``--preset`` takes a comma-separated list: each preset is one more tool in the turns.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def main() -> None:
         help="CSV with reference, coded columns (paths relative to it)",
     )
     p.add_argument("--ckpt", help="a trained checkpoint (default: untrained --preset)")
-    p.add_argument("--preset", default="paper")
+    p.add_argument("--preset", default="paper", help="InSENet preset(s), comma-separated")
     p.add_argument("--threads", type=int, default=2, help="torch threads of gml")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--no-visqol", action="store_true", help="time gml only")
@@ -90,15 +92,21 @@ def main() -> None:
         return
     if not os.path.isfile(args.pairs):
         sys.exit(f"{args.pairs}: not found (give --pairs)")
-    tools = ["gml"] + ([] if args.no_visqol else ["visqol"])
+    presets = [""] if args.ckpt else args.preset.split(",")
+    gml_tools = ["gml" + (f" {p}" if len(presets) > 1 else "") for p in presets]
+    tools = gml_tools + ([] if args.no_visqol else ["visqol"])
+    preset_of = dict(zip(gml_tools, presets))
     times: dict[str, list[float]] = {t: [] for t in tools}
     audio = 0.0
     for _ in range(args.rounds):
         for tool in tools:
-            cmd = [sys.executable, __file__, "--child", tool, "--pairs", args.pairs]
-            cmd += ["--threads", str(args.threads), "--preset", args.preset]
+            child = "visqol" if tool == "visqol" else "gml"
+            cmd = [sys.executable, __file__, "--child", child, "--pairs", args.pairs]
+            cmd += ["--threads", str(args.threads)]
             if args.ckpt:
                 cmd += ["--ckpt", args.ckpt]
+            elif child == "gml":
+                cmd += ["--preset", preset_of[tool]]
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode != 0:
                 sys.exit(f"{tool} failed:\n{r.stderr[-2000:]}")
@@ -106,16 +114,17 @@ def main() -> None:
             times[tool].append(res["seconds"])
             audio = res.get("audio", audio)
     print(describe_machine())
-    model = args.ckpt or f"untrained InSENet({args.preset!r}) (weights do not change time)"
+    model = args.ckpt or f"untrained InSENet({args.preset}) (weights do not change time)"
     print(f"pairs    {args.pairs}: {audio:.1f} s of audio; gml model {model}")
     med = {t: statistics.median(v) for t, v in times.items()}
     for tool in tools:
         rounds = ", ".join(f"{s:.2f}" for s in times[tool])
         print(
-            f"{tool:8s} {med[tool]:6.2f} s (rounds: {rounds}) = {audio / med[tool]:6.1f}x real time"
+            f"{tool:14s} {med[tool]:6.2f} s (rounds: {rounds}) = {audio / med[tool]:6.1f}x real time"
         )
     if "visqol" in med:
-        print(f"gml is {med['visqol'] / med['gml']:.1f}x faster than visqol-python")
+        for tool in gml_tools:
+            print(f"{tool} is {med['visqol'] / med[tool]:.1f}x faster than visqol-python")
 
 
 if __name__ == "__main__":

@@ -30,3 +30,29 @@ def test_presets_and_overrides():
 def test_rejects_wrong_input():
     with pytest.raises(ValueError, match=r"\[B, 4, 2, 32, T\]"):
         InSENet("tiny")(torch.randn(2, 8, 32, 10))
+
+
+def test_stem_stride_pair_strides_frames_only():
+    """``stem_stride=(1, 2)`` halves the frames after the stem and keeps the bands, so the
+    parameter count is the same as stride 1 (the time pooling absorbs any length)."""
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    one = InSENet("tiny", stem_stride=1)
+    frames = InSENet("tiny", stem_stride=(1, 2))
+    both = InSENet("tiny", stem_stride=2)
+    assert count(frames) == count(one) > count(both)
+    x = torch.randn(1, 3, 32, 51)
+    assert frames.branches[0].trunk[:2](x).shape[2:] == (32, 26)
+    assert both.branches[0].trunk[:2](x).shape[2:] == (16, 26)
+    assert frames(torch.randn(2, 4, 2, 32, 51)).shape == (2, frames.out_features)
+    with pytest.raises(ValueError, match="stem_stride"):
+        InSENet("tiny", stem_stride=(1, 2, 3))
+    with pytest.raises(ValueError, match="stem_stride"):
+        InSENet("tiny", stem_stride=0)
+
+
+def test_paper_fast_preset_has_the_paper_parameters():
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    fast, paper = InSENet("paper-fast"), InSENet("paper")
+    assert count(fast) == count(paper)
+    assert fast.branches[0].trunk[1][0].stride == (1, 2)
+    assert paper.branches[0].trunk[1][0].stride == (1, 1)
