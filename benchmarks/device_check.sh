@@ -29,6 +29,9 @@ echo "== a folder of files, end to end and by stage"
 timeout 240 python3 benchmarks/predict_folder.py --device cuda --workers "${WORKERS:-8,15}" \
     --bf16 --batch-size 16,32 --refs 40 --coded 8 --dir /tmp/gml-corpus \
     --profile "${OUT:-/tmp}/gml-profile.txt"
+echo "== the same folder with the paper-fast preset (the stem strides 2 in time)"
+timeout 120 python3 benchmarks/predict_folder.py --device cuda --workers 15 --preset paper-fast \
+    --refs 40 --coded 8 --dir /tmp/gml-corpus
 if [ -f .gpu/demo.ckpt ] && [ -f .gpu/demo/pairs.csv ]; then
     echo "== bf16 against fp32 on the demo model"
     timeout 75 python3 benchmarks/bf16_agreement.py --ckpt .gpu/demo.ckpt \

@@ -3,9 +3,10 @@ library call ``Listener.predict(refs, coded)``), with worker processes reading t
 
 Writes a synthetic corpus first: ``--refs`` references of ``--seconds`` seconds (48 kHz
 stereo 16-bit WAV: tones and noise) with ``--coded`` coded versions each (low-passed, with
-noise, delayed by 0-60 ms). Then, per configuration (worker count and precision), it scores
-every pair once untimed (warm-up: worker start, cuDNN, page cache) and once timed; the time
-is everything ``predict`` does: reading, resampling, delay estimation, the frontend, the model
+noise, delayed by 0-60 ms). Then, per configuration (worker count and precision), it makes a
+listener (timed: it starts the worker processes) and scores every pair twice, timed: the first
+call right after, the next with the workers kept from the first; the time is everything
+``predict`` does: reading, resampling, delay estimation, the frontend, the model
 and the statistics. Two stages are also timed alone, to show which one limits:
 
 - reading: the worker processes only (decode, resample, delay estimate), no model;
@@ -146,14 +147,19 @@ def main() -> None:
     # CUDA, cuDNN and the page cache warmed once, by a listener without workers
     make(0, False).predict(refs[: min(len(refs), 16)], cods[: min(len(cods), 16)], progress=False)
     for workers, bf16, delay_on_device, batch_size in configs:
-        lis = make(workers, bf16, batch_size)
+        _sync(device)
+        t = time.perf_counter()
+        lis = make(workers, bf16, batch_size)  # starts the worker processes
+        made = time.perf_counter() - t
         lis.delay_on_device = delay_on_device and lis.delay_on_device
         key = f"workers={workers} {'bf16' if bf16 else 'fp32'}"
         if batch_size != sizes[0]:
             key += f" batch {batch_size}"
         if workers and not lis.delay_on_device:
             key += " delay in workers"
-        # first call: starts the worker processes; second: the workers kept from the first
+        print(f"listener    {key:32s} made in {made:.2f} s (workers started)", flush=True)
+        figures[f"{key} made"] = {"seconds": made}
+        # first call: right after the listener is made; next: the workers kept from the first
         for call in ("first call", "next call"):
             _sync(device)
             t = time.perf_counter()

@@ -251,9 +251,10 @@ class Listener:
             ``prefetch`` thread instead (the cores are busy with the model there). Only for
             lists of file paths; arrays and single pairs take the thread path. Memory: each
             worker holds up to two batches of whole files (``batch_size`` pairs of 10 s, or
-            one longer pair), in shared memory. The processes are kept for the next list
-            (starting them takes a fraction of a second) until :meth:`close`, the end of a
-            ``with`` block, or the listener is garbage-collected.
+            one longer pair), in shared memory. The processes start with the listener (before
+            the model moves to its device, so that the first list does not wait for them)
+            and are kept for the next list until :meth:`close`, the end of a ``with``
+            block, or the listener is garbage-collected.
 
     Long excerpts: a pair longer than ``window_seconds`` is cut into windows of that length
     with ``window_overlap`` overlap (the last window ends at the end of the excerpt); each
@@ -288,11 +289,7 @@ class Listener:
             members,
             [getattr(m, "checkpoint_path", None) or f"member {k}" for k, m in enumerate(members)],
         )
-        self.members = [m.to(self.device).eval() for m in members]
-        self.module = self.members[0]
-        # inference copies of the backbones with batch norm folded into the convolutions
-        # (the same function with less work; the modules passed in are not changed)
-        self._backbones = [fold_batchnorm(m.backbone) for m in self.members]
+        self.module = members[0]
         self.frontend = self.module.frontend
         fs = self.frontend.settings()["sample_rate"]
         self.window_frames = self.frontend.num_frames(int(round(window_seconds * fs)))
@@ -320,6 +317,16 @@ class Listener:
         #: the frontend's rate; the same delays (:func:`~gml.features.delay.delays_of_heads_torch`).
         self.delay_on_device = self.device.type == "cuda"
         self._feed = None  # the worker processes, kept between calls (see close)
+        if self.workers > 0:
+            # started now, while the model moves to its device: the first list does not
+            # wait for them, and they are copies of a process without a CUDA context yet
+            self._reading_feed().start()
+        self.members = [m.to(self.device).eval() for m in members]
+        self.module = self.members[0]
+        self.frontend = self.module.frontend
+        # inference copies of the backbones with batch norm folded into the convolutions
+        # (the same function with less work; the modules passed in are not changed)
+        self._backbones = [fold_batchnorm(m.backbone) for m in self.members]
         self._remembered: dict = {}  # see feature_memory
         self._remembered_lock = threading.Lock()
 
@@ -817,16 +824,7 @@ class Listener:
         windows. A pair that cannot be used raises its error (naming the file) when its batch
         arrives.
         """
-        from gml.data.pair_audio import PairFeed
-
-        fs = self.frontend.settings()["sample_rate"]
-        settings = (fs, self.frontend.win_length / fs, self.align, self.delay_on_device)
-        feed = self._feed
-        if feed is None or feed.settings != settings or feed.num_workers != self.workers:
-            self.close()
-            feed = self._feed = PairFeed(
-                *settings, num_workers=self.workers, pin_memory=self.device.type == "cuda"
-            )
+        feed = self._reading_feed()
         indices: list[int] = []
         prepared: list = []
         for batch in feed.batches(refs, cods, *self._reading_batches(len(refs))):
@@ -840,6 +838,21 @@ class Listener:
                 indices, prepared = [], []
         if prepared:
             yield indices, prepared
+
+    def _reading_feed(self):
+        """The worker processes for the current settings (:attr:`workers`, :attr:`align`...):
+        the running ones, or new ones if the settings changed since they started."""
+        from gml.data.pair_audio import PairFeed
+
+        fs = self.frontend.settings()["sample_rate"]
+        settings = (fs, self.frontend.win_length / fs, self.align, self.delay_on_device)
+        feed = self._feed
+        if feed is None or feed.settings != settings or feed.num_workers != self.workers:
+            self.close()
+            feed = self._feed = PairFeed(
+                *settings, num_workers=self.workers, pin_memory=self.device.type == "cuda"
+            )
+        return feed
 
     def _reading_batches(self, pairs: int) -> tuple[float, int]:
         """``(batch_seconds, max_pairs)`` of the workers' batches for a list of ``pairs``:

@@ -293,9 +293,10 @@ def test_a_batch_too_large_for_one_frontend_pass_gives_the_same_pairs(tiny_run, 
 
 
 def test_worker_processes_are_kept_for_the_next_list(tiny_run, tmp_path):
-    """The reading processes outlive a call (starting a dozen costs a fraction of a second):
-    the next list, a different one, is read by the same processes with the same results; an
-    error in a list leaves the listener usable; close() stops the processes."""
+    """The reading processes start with the listener and outlive a call (starting a dozen
+    costs a fraction of a second): the first list and the next, a different one, are read by
+    the same processes with the same results; an error in a list leaves the listener usable;
+    close() stops the processes."""
     pairs = [write_pair(tmp_path / f"p{k}", seconds=1 + 0.25 * k, seed=k) for k in range(5)]
     refs, cods = [str(r) for r, _ in pairs], [str(c) for _, c in pairs]
     kw = dict(device="cpu", window_seconds=1.0)
@@ -305,9 +306,11 @@ def test_worker_processes_are_kept_for_the_next_list(tiny_run, tmp_path):
         def workers() -> list:
             return [w.pid for w in lis._feed._loader._iterator._workers]
 
-        first = lis.predict(refs[:3], cods[:3])
-        started = workers()
+        started = workers()  # before any list
+        assert len(started) == 2
         assert all(w.is_alive() for w in lis._feed._loader._iterator._workers)
+        first = lis.predict(refs[:3], cods[:3])
+        assert workers() == started
         second = lis.predict(refs[::-1], cods[::-1])  # another list, other order
         assert workers() == started
         assert first["mean"].tolist() == pytest.approx(alone["mean"][:3].tolist(), abs=1e-4)

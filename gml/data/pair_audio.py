@@ -359,15 +359,7 @@ class PairFeed:
             [(i, refs[i], cods[i]) for i in batch]
             for batch in length_batches(refs, cods, budget, max_pairs)
         ]
-        if self._loader is None:
-            self._loader = DataLoader(
-                _Tasks(PairAudio([], [], *self.settings)),
-                batch_sampler=self._batches,
-                num_workers=self.num_workers,
-                collate_fn=collate_pairs,
-                worker_init_fn=_one_thread,
-                persistent_workers=True,
-            )
+        self._make_loader()
         complete = False
         try:
             if self.pin_memory:
@@ -378,6 +370,27 @@ class PairFeed:
         finally:
             if not complete:  # abandoned half-way (an error): start afresh next time
                 self.close()
+
+    def start(self) -> None:
+        """Start the worker processes now, not with the first list (they then wait for
+        one). Cheapest before CUDA is initialised in this process: the processes are copies
+        of it, and a process holding a CUDA context is slower to copy."""
+        if self._loader is None or getattr(self._loader, "_iterator", None) is None:
+            self._batches.tasks = []
+            for _ in self._make_loader():  # no tasks: this only starts the processes
+                pass
+
+    def _make_loader(self) -> DataLoader:
+        if self._loader is None:
+            self._loader = DataLoader(
+                _Tasks(PairAudio([], [], *self.settings)),
+                batch_sampler=self._batches,
+                num_workers=self.num_workers,
+                collate_fn=collate_pairs,
+                worker_init_fn=_one_thread,
+                persistent_workers=True,
+            )
+        return self._loader
 
     def _pinned(self, batches: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """``batches`` in order, each page-locked by one of :attr:`pin_threads` threads
