@@ -318,8 +318,8 @@ class Listener:
         self.delay_on_device = self.device.type == "cuda"
         self._feed = None  # the worker processes, kept between calls (see close)
         if self.workers > 0:
-            # started now, while the model moves to its device: the first list does not
-            # wait for them, and they are copies of a process without a CUDA context yet
+            # started now, so that they get ready while the model moves to its device and
+            # the first list does not wait for them; forked before CUDA is initialised here
             self._reading_feed().start()
         self.members = [m.to(self.device).eval() for m in members]
         self.module = self.members[0]

@@ -373,8 +373,8 @@ class PairFeed:
 
     def start(self) -> None:
         """Start the worker processes now, not with the first list (they then wait for
-        one). Cheapest before CUDA is initialised in this process: the processes are copies
-        of it, and a process holding a CUDA context is slower to copy."""
+        one). Best called before CUDA is initialised in this process: the workers are
+        copies (forks) of it, and then do not inherit a CUDA context."""
         if self._loader is None or getattr(self._loader, "_iterator", None) is None:
             self._batches.tasks = []
             for _ in self._make_loader():  # no tasks: this only starts the processes
