@@ -321,9 +321,8 @@ class Listener:
             # started now, so that they get ready while the model moves to its device and
             # the first list does not wait for them; forked before CUDA is initialised here
             self._reading_feed().start()
+        # (Module.to moves in place: self.module and self.frontend move with their member)
         self.members = [m.to(self.device).eval() for m in members]
-        self.module = self.members[0]
-        self.frontend = self.module.frontend
         # inference copies of the backbones with batch norm folded into the convolutions
         # (the same function with less work; the modules passed in are not changed)
         self._backbones = [fold_batchnorm(m.backbone) for m in self.members]
