@@ -346,16 +346,17 @@ class Listener:
     feature_memory: int = 4
 
     def _features(self, source: AudioInput, skip: int = 0):
-        from gml.features.stream import streamed_spectrogram
+        from gml.features.stream import DecodedFile, streamed_spectrogram
 
         if isinstance(source, tuple) and len(source) == 2:
             array, rate = source
             source = (array, int(rate))
         key = None
-        if isinstance(source, (str, os.PathLike)):
+        path = source.info.source if isinstance(source, DecodedFile) else source
+        if isinstance(path, (str, os.PathLike)):
             try:
-                st = os.stat(source)
-                key = (os.path.realpath(source), st.st_mtime_ns, st.st_size, skip)
+                st = os.stat(path)
+                key = (os.path.realpath(path), st.st_mtime_ns, st.st_size, skip)
             except OSError:
                 key = None  # streamed_spectrogram reports the missing file
             with self._remembered_lock:
@@ -450,7 +451,13 @@ class Listener:
         delay = 0
         if self.align:
             from gml.features.delay import estimate_delay
+            from gml.features.stream import decode_short_file
 
+            # the delay search and the features read the same file: a file no longer than
+            # one block is decoded once for both (a longer one is read again, block by block)
+            reference, coded = (
+                decode_short_file(s, self.block_seconds) for s in (reference, coded)
+            )
             delay = estimate_delay(
                 reference, coded, self.frontend.settings()["sample_rate"]
             ).samples

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import lightning as L
 import numpy as np
@@ -269,3 +270,30 @@ def test_lists_can_carry_each_pairs_distribution(listener, tmp_path):
         one = listener.distribution(r, c)
         x = torch.linspace(0, 100, 11)
         assert torch.allclose(dist.cdf(x), one.cdf(x), atol=1e-5)
+
+
+def test_each_file_is_decoded_once(tiny_run, tmp_path, monkeypatch):
+    """The delay search and the features share one decoding of a short file; a file longer
+    than a block is read again (for the features), block by block, with the same result."""
+    import gml.features.stream as stream
+
+    ref, cod = write_pair(tmp_path, seconds=1.5)
+    opened = []
+
+    class CountingSoundFile(sf.SoundFile):
+        def __init__(self, name, *args, **kwargs):
+            opened.append(os.path.basename(name))
+            super().__init__(name, *args, **kwargs)
+
+    monkeypatch.setattr(stream.sf, "SoundFile", CountingSoundFile)
+    once = gml.load(tiny_run / "best.ckpt", device="cpu", prefetch=False)
+    once.feature_memory = 0
+    whole = once.predict(ref, cod)
+    assert sorted(opened) == ["cod0.wav", "ref0.wav"]
+    opened.clear()
+    blocks = gml.load(tiny_run / "best.ckpt", device="cpu", prefetch=False, block_seconds=1.0)
+    blocks.feature_memory = 0
+    streamed = blocks.predict(ref, cod)
+    # its header is looked at, then the delay's head and the features' blocks are read
+    assert sorted(opened) == ["cod0.wav"] * 3 + ["ref0.wav"] * 3
+    assert (streamed.mean, streamed.std) == pytest.approx((whole.mean, whole.std), abs=1e-5)

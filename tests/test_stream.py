@@ -229,3 +229,41 @@ def test_bad_arguments(tmp_path, frontend):
         streamed_spectrogram(path, frontend, block_seconds=0)
     with pytest.raises(TypeError, match="path or a"):
         streamed_spectrogram(123, frontend)
+
+
+# ---------------------------------------------------------------- a file decoded once
+
+
+def test_decoded_file_reads_like_the_file(tmp_path, frontend):
+    from gml.features.delay import estimate_delay
+    from gml.features.stream import DecodedFile, decode_short_file
+
+    ref = _write(tmp_path / "ref.wav", _audio(int(1.3 * FS), 2, FS), FS)
+    cod = _write(tmp_path / "cod.wav", _audio(int(1.2 * FS), 1, 44100, seed=1), 44100)
+    for path in (ref, cod):
+        decoded = decode_short_file(path, max_seconds=2.0)
+        assert isinstance(decoded, DecodedFile)
+        assert audio_info(decoded) == audio_info(path)  # the file's name and length
+        for block_seconds, skip in ((60.0, 0), (0.25, 1234)):  # one block, and many
+            got, info = streamed_spectrogram(decoded, frontend, block_seconds, skip)
+            want, want_info = streamed_spectrogram(path, frontend, block_seconds, skip)
+            assert info == want_info
+            assert torch.equal(got, want)  # the same samples in the same order: bit-exact
+    decoded = [decode_short_file(p, 2.0) for p in (ref, cod)]
+    assert estimate_delay(*decoded) == estimate_delay(ref, cod)
+    # longer files and arrays are given back as they are
+    assert decode_short_file(ref, max_seconds=1.0) == ref
+    array = (np.zeros(100, np.float32), FS)
+    assert decode_short_file(array, 2.0) is array
+
+
+def test_decoded_file_errors_name_the_file(tmp_path, frontend):
+    from gml.features.stream import decode_short_file
+
+    with pytest.raises(AudioError, match=r"nowhere\.wav.*not found"):
+        decode_short_file(tmp_path / "nowhere.wav", 60.0)
+    data = _audio(FS, 2, FS)
+    data[int(0.7 * FS), 0] = np.nan
+    decoded = decode_short_file(_write(tmp_path / "nan.wav", data, FS), 60.0)
+    with pytest.raises(AudioError, match=r"nan\.wav.*NaN"):
+        streamed_spectrogram(decoded, frontend)

@@ -44,11 +44,14 @@ from gml.features.audio import (
 )
 from gml.features.gammatone import GammatoneFrontend
 
-__all__ = ["AudioInfo", "AudioSource", "audio_info", "streamed_spectrogram"]
-
-#: A path, or ``(samples, sample_rate)`` with samples ``[n]``, ``[channels, n]`` or
-#: ``[n, channels]`` (numpy array or torch tensor, floating point, in [-1, 1]).
-AudioSource = str | os.PathLike | tuple[np.ndarray | torch.Tensor, int]
+__all__ = [
+    "AudioInfo",
+    "AudioSource",
+    "DecodedFile",
+    "audio_info",
+    "decode_short_file",
+    "streamed_spectrogram",
+]
 
 _ARRAY_NAME = "<array>"
 _ARRAY_SHAPES = "[n] (mono), [channels, n] or [n, channels] with 1 or 2 channels"
@@ -76,6 +79,34 @@ class AudioInfo:
         return self.samples / self.sample_rate
 
 
+@dataclass(frozen=True, eq=False)
+class DecodedFile:
+    """A file decoded whole into memory that reads like the file itself.
+
+    Anything that takes an :data:`AudioSource` path takes it too (:func:`audio_info`,
+    :func:`streamed_spectrogram`, :func:`gml.features.delay.estimate_delay`) and gives the same
+    result as the path, with the same error messages naming the file, without decoding it
+    again: the delay search and the features of a pair read each file once
+    (:func:`decode_short_file`).
+
+    Attributes:
+        info: The file's :class:`AudioInfo` (its length as actually read).
+        samples: The decoded samples, float32, as soundfile gives them.
+
+    Shape:
+        samples: ``[channels, n]`` (a transposed view of soundfile's ``[n, channels]``).
+    """
+
+    info: AudioInfo
+    samples: np.ndarray
+
+
+#: A path, or ``(samples, sample_rate)`` with samples ``[n]``, ``[channels, n]`` or
+#: ``[n, channels]`` (numpy array or torch tensor, floating point, in [-1, 1]), or a
+#: :class:`DecodedFile` (a path's content already decoded).
+AudioSource = str | os.PathLike | tuple[np.ndarray | torch.Tensor, int] | DecodedFile
+
+
 def audio_info(source: AudioSource) -> AudioInfo:
     """Sample rate, channel count and length of a file (header only) or an array.
 
@@ -97,6 +128,26 @@ def audio_info(source: AudioSource) -> AudioInfo:
     reader = _open(source)
     reader.close()
     return reader.info
+
+
+def decode_short_file(source: AudioSource, max_seconds: float) -> AudioSource:
+    """A file of at most ``max_seconds`` decoded into memory (:class:`DecodedFile`), so that
+    several readers share one decoding; any other source (a longer file, an array) as given.
+
+    Raises:
+        AudioError: As :func:`audio_info` and, for a file that is decoded, as
+            :func:`streamed_spectrogram` when it cannot be decoded part-way.
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        return source
+    with _FileReader(os.fspath(source)) as reader:
+        if reader.info.duration > max_seconds:
+            return source
+        # one block holds the file unless its header undercounts the frames
+        blocks = list(reader.blocks(max(1, reader.info.samples)))
+        info = reader.info  # after reading: the length actually read
+    samples = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
+    return DecodedFile(info, samples)
 
 
 def streamed_spectrogram(
@@ -280,7 +331,22 @@ class _ArrayReader(_Reader):
 _NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
 
 
+class _DecodedReader(_Reader):
+    """The blocks a :class:`_FileReader` would give, from a :class:`DecodedFile`: views of
+    the same float32 values in the same layout."""
+
+    def __init__(self, decoded: DecodedFile) -> None:
+        self.info = decoded.info
+        self._samples = decoded.samples
+
+    def blocks(self, block_len: int) -> Iterator[np.ndarray]:
+        for start in range(0, self.info.samples, block_len):
+            yield self._samples[:, start : start + block_len]
+
+
 def _open(source: AudioSource) -> _Reader:
+    if isinstance(source, DecodedFile):
+        return _DecodedReader(source)
     if isinstance(source, tuple):
         if len(source) != 2:
             raise TypeError(
