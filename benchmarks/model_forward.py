@@ -6,7 +6,10 @@ Variants (all on the same random features, ``[B, 4, 2, 32, 497]``):
 - ``as trained``: the module as it trains (NCHW tensors, batch norm as a separate pass);
 - ``channels-last``: the same module computing in channels-last memory format (the default on
   CPU);
-- ``+ folded batch norm``: what :class:`gml.Listener` runs (:func:`gml.inference.fold_batchnorm`);
+- ``+ folded batch norm``: :func:`gml.inference.fold_batchnorm`;
+- ``+ CPU inference shortcuts``: what :class:`gml.Listener` runs: the same network with the
+  exact inference-only shortcuts of :mod:`gml.backbones.insenet` (separable 3×3 max-pool,
+  squeeze-excitation scaling after the 2×2 pooling); the variants above run without them;
 - the same at batch 2, 4, 8 with the CPU chunking of :class:`gml.backbones.insenet.ViewBranch`,
   and at batch 8 without it (``unchunked``) to show why it exists;
 - ``bf16 autocast`` of the folded model, and ``--compile``: ``torch.compile`` of it;
@@ -33,7 +36,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import describe_machine, interleaved, sgemm_peak  # noqa: E402
 
-from gml.backbones import InSENet  # noqa: E402
+from gml.backbones import InSENet, insenet  # noqa: E402
 from gml.heads import LogisticHead  # noqa: E402
 from gml.inference import fold_batchnorm  # noqa: E402
 
@@ -76,19 +79,24 @@ def main() -> None:
         if hasattr(m, "cpu_eval_chunk"):
             m.cpu_eval_chunk = 1 << 30
 
-    def run(model, batch, bf16=False):
+    def run(model, batch, bf16=False, shortcuts=True):
         xb = x1.expand(batch, -1, -1, -1, -1).contiguous()
 
         def fn():
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                return head.proj(model(xb))
+            insenet.CPU_INFERENCE_SHORTCUTS = shortcuts
+            try:
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    return head.proj(model(xb))
+            finally:
+                insenet.CPU_INFERENCE_SHORTCUTS = True
 
         return fn, batch
 
     variants = {
-        "as trained (NCHW), batch 1": run(nchw, 1),
-        "channels-last, batch 1": run(net, 1),
-        "+ folded batch norm, batch 1": run(folded, 1),
+        "as trained (NCHW), batch 1": run(nchw, 1, shortcuts=False),
+        "channels-last, batch 1": run(net, 1, shortcuts=False),
+        "+ folded batch norm, batch 1": run(folded, 1, shortcuts=False),
+        "+ CPU inference shortcuts, batch 1": run(folded, 1),
         "+ folded, batch 2": run(folded, 2),
         "+ folded, batch 4": run(folded, 4),
         "+ folded, batch 8": run(folded, 8),

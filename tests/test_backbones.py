@@ -56,3 +56,32 @@ def test_paper_fast_preset_has_the_paper_parameters():
     assert count(fast) == count(paper)
     assert fast.branches[0].trunk[1][0].stride == (1, 2)
     assert paper.branches[0].trunk[1][0].stride == (1, 1)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 2, 1, 6), (1, 2, 4, 1), (1, 2, 2, 2)])
+def test_cpu_max_pool_equals_the_pooling_kernel(shape):
+    """The separable 3x3 max used for inference on CPU gives exactly nn.MaxPool2d's values,
+    NaN included, in either memory format."""
+    from gml.backbones.insenet import MaxPool3x3
+
+    x = torch.randn(*shape)
+    x.view(-1)[0] = float("nan")
+    want = torch.nn.MaxPool2d(3, stride=1, padding=1)(x)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        with torch.inference_mode():
+            got = MaxPool3x3()(x.contiguous(memory_format=layout))
+        torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+def test_cpu_inference_shortcuts_compute_the_same_function(preset):
+    """Without gradients on CPU the trunk pools before the squeeze-excitation scaling and
+    uses the separable max: bit-for-bit the output of the general path (taken here by asking
+    for gradients), on odd sizes where ceil-mode pooling has partial windows."""
+    torch.manual_seed(0)
+    net = InSENet(preset).eval()
+    x = 10 * torch.randn(3, 4, 2, 32, 45)
+    with torch.inference_mode():
+        fast = net(x)
+    general = net(x.clone().requires_grad_(True)).detach()
+    assert torch.equal(fast, general)

@@ -55,8 +55,67 @@ class SqueezeExcitation(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        w = torch.sigmoid(self.fc(x.mean(dim=(2, 3))))
-        return x * w[:, :, None, None]
+        return x * self.weights(x)[:, :, None, None]
+
+    def weights(self, x: Tensor) -> Tensor:
+        """The channel weights, in (0, 1).
+
+        Shape:
+            x: ``[N, C, F, T]`` → ``[N, C]``.
+        """
+        return torch.sigmoid(self.fc(x.mean(dim=(2, 3))))
+
+
+#: Inference on CPU takes exact shortcuts (:class:`MaxPool3x3`, :meth:`ViewBranch._trunk`);
+#: False runs the general kernels instead (for benchmarks and debugging: the same values).
+CPU_INFERENCE_SHORTCUTS = True
+
+
+def _no_grad_on_cpu(x: Tensor) -> bool:
+    """Inference on CPU: where the exact shortcuts replace the general kernels."""
+    return (
+        CPU_INFERENCE_SHORTCUTS
+        and x.device.type == "cpu"
+        and not (torch.is_grad_enabled() and x.requires_grad)
+    )
+
+
+def _max3(x: Tensor, dim: int) -> Tensor:
+    """The maximum over 3 neighbours along ``dim`` (the border's missing neighbour ignored):
+    ``max(x[j-1], x[j], x[j+1])`` as the maximum of two neighbouring pair maxima."""
+    n = x.shape[dim]
+    if n == 1:
+        return x
+    pairs = torch.maximum(x.narrow(dim, 0, n - 1), x.narrow(dim, 1, n - 1))  # j, j+1
+    out = torch.empty_like(x)
+    if n > 2:
+        torch.maximum(
+            pairs.narrow(dim, 0, n - 2), pairs.narrow(dim, 1, n - 2), out=out.narrow(dim, 1, n - 2)
+        )
+    out.narrow(dim, 0, 1).copy_(pairs.narrow(dim, 0, 1))
+    out.narrow(dim, n - 1, 1).copy_(pairs.narrow(dim, n - 2, 1))
+    return out
+
+
+class MaxPool3x3(nn.MaxPool2d):
+    """3×3 max-pooling, stride 1, padding 1 (the Inception pool path).
+
+    On CPU without gradients it is computed as two separable 3-wide maxima: the same values
+    (a maximum is exact, and the padding never wins), 2–3x faster than the pooling kernel,
+    which also writes an int64 index per output. Elsewhere it is ``nn.MaxPool2d``, whose
+    gradient goes to one maximum where torch.maximum would split it between equal ones.
+
+    Shape:
+        x: ``[N, C, F, T]`` → same shape.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(3, stride=1, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if _no_grad_on_cpu(x):
+            return _max3(_max3(x, 3), 2)
+        return super().forward(x)
 
 
 def _pair(stride: int | Sequence[int]) -> tuple[int, int]:
@@ -97,14 +156,19 @@ class InceptionSE(nn.Module):
             _conv_bn(widths[2], widths[2], (3, 3)),
             _conv_bn(widths[2], widths[2], (3, 3)),
         )
-        self.pp = nn.Sequential(
-            nn.MaxPool2d(3, stride=1, padding=1), _conv_bn(c_in, widths[3], (1, 1))
-        )
+        self.pp = nn.Sequential(MaxPool3x3(), _conv_bn(c_in, widths[3], (1, 1)))
         self.se = SqueezeExcitation(c_out)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = torch.cat([self.p1(x), self.p3(x), self.p5(x), self.pp(x)], dim=1)
-        return self.se(y)
+        return self.se(self.paths(x))
+
+    def paths(self, x: Tensor) -> Tensor:
+        """The four paths' outputs, concatenated (before the squeeze-excitation).
+
+        Shape:
+            x: ``[N, c_in, F, T]`` → ``[N, c_out, F, T]``.
+        """
+        return torch.cat([self.p1(x), self.p3(x), self.p5(x), self.pp(x)], dim=1)
 
 
 class ViewBranch(nn.Module):
@@ -152,8 +216,27 @@ class ViewBranch(nn.Module):
         return self._pooled(x)
 
     def _pooled(self, x: Tensor) -> Tensor:
-        y = self.trunk(x)
+        y = self._trunk(x) if _no_grad_on_cpu(x) else self.trunk(x)
         return torch.cat([y.mean(dim=3), y.amax(dim=3)], dim=1)
+
+    def _trunk(self, x: Tensor) -> Tensor:
+        """:attr:`trunk` with each block's squeeze-excitation weights applied after the 2×2
+        pooling that follows it, on a quarter of the values: the same result, since a
+        max-pool commutes with multiplying each channel by a weight > 0 (rounding is
+        monotone, so even the float products agree)."""
+        layers = list(self.trunk)
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            pool = layers[i + 1] if i + 1 < len(layers) else None
+            if type(layer) is InceptionSE and type(pool) is nn.MaxPool2d:
+                y = layer.paths(x)
+                x = pool(y) * layer.se.weights(y)[:, :, None, None]
+                i += 2
+            else:
+                x = layer(x)
+                i += 1
+        return x
 
 
 class InSENet(nn.Module):
