@@ -400,7 +400,10 @@ def _frame_energies(
     torch.mul(frames, window, out=padded[..., :win])
     parts = torch.view_as_real(torch.fft.rfft(padded)).flatten(-2)  # [B, 2, T, 2 * bins]
     left, right = parts[:, 0], parts[:, 1]
-    mid_side = torch.stack([left + right, left - right], dim=1).square_()  # (2 M)², (2 S)²
+    mid_side = parts.new_empty(parts.shape)
+    torch.add(left, right, out=mid_side[:, 0])  # 2 M
+    torch.sub(left, right, out=mid_side[:, 1])  # 2 S
+    mid_side.square_()
     return torch.cat(
         [torch.matmul(parts.square_(), weights), torch.matmul(mid_side, weights) * 0.25], dim=1
     )  # [B, 4, T, bands]
