@@ -6,14 +6,23 @@ from gml.features.gammatone import (
     erb_center_frequencies,
     gammatone_power_response,
 )
-from gml.features.stream import AudioInfo, AudioSource, audio_info, streamed_spectrogram
+from gml.features.stream import (
+    AudioInfo,
+    AudioSource,
+    DecodedFile,
+    audio_info,
+    decode_short_file,
+    streamed_spectrogram,
+)
 
 __all__ = [
     "AudioError",
     "AudioInfo",
     "AudioSource",
+    "DecodedFile",
     "GammatoneFrontend",
     "audio_info",
+    "decode_short_file",
     "erb_center_frequencies",
     "gammatone_power_response",
     "load_audio",
