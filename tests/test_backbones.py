@@ -85,3 +85,22 @@ def test_cpu_inference_shortcuts_compute_the_same_function(preset):
         fast = net(x)
     general = net(x.clone().requires_grad_(True)).detach()
     assert torch.equal(fast, general)
+
+
+def test_training_on_cpu_takes_no_shortcut(monkeypatch):
+    """With gradients enabled (training, whatever the input) the general modules run, so
+    gradients and forward hooks are those of the network as written."""
+    from gml.backbones import insenet
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an inference shortcut ran with gradients enabled")
+
+    monkeypatch.setattr(insenet.ViewBranch, "_trunk", refuse)
+    monkeypatch.setattr(insenet, "_max3", refuse)
+    torch.manual_seed(0)
+    net = InSENet("tiny").train()
+    hooked = []
+    net.branches[0].trunk.register_forward_hook(lambda *args: hooked.append(True))
+    x = torch.randn(2, 4, 2, 32, 20)  # features never require gradients; the weights do
+    net(x).sum().backward()
+    assert hooked and net.branches[0].trunk[1][0].weight.grad is not None

@@ -390,10 +390,10 @@ def _frame_energies(
         energies = torch.matmul(views, weights)  # [B, 4, T, bands]
         return energies * energies.new_tensor([1.0, 1.0, 0.25, 0.25]).view(4, 1, 1)
     # The same sums with fewer passes over memory (out= and in-place ops, which autograd
-    # does not support): the windowed frames are written straight into the zero-padded FFT
-    # input, and L and R are squared where the FFT left them instead of being copied next to
-    # M and S first (with 64-frame blocks, a third less time on one thread: benchmarks/
-    # frontend.py).
+    # does not support; on any device): the windowed frames are written straight into the
+    # zero-padded FFT input, and L and R are squared where the FFT left them instead of being
+    # copied next to M and S first (on CPU, with 64-frame blocks, a third less time on one
+    # thread: benchmarks/frontend.py).
     batch, _, num_frames, win = frames.shape
     padded = frames.new_empty(batch, 2, num_frames, n_fft)
     padded[..., win:] = 0
