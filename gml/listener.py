@@ -352,15 +352,18 @@ class Listener:
             array, rate = source
             source = (array, int(rate))
         key = None
-        path = source.info.source if isinstance(source, DecodedFile) else source
-        if isinstance(path, (str, os.PathLike)):
+        if isinstance(source, DecodedFile):  # keyed on the file as it was when decoded
+            if source.version is not None:
+                key = (os.path.realpath(source.info.source), *source.version, skip)
+        elif isinstance(source, (str, os.PathLike)):
             try:
-                st = os.stat(path)
-                key = (os.path.realpath(path), st.st_mtime_ns, st.st_size, skip)
+                st = os.stat(source)
+                key = (os.path.realpath(source), st.st_mtime_ns, st.st_size, skip)
             except OSError:
                 key = None  # streamed_spectrogram reports the missing file
+        if key is not None:
             with self._remembered_lock:
-                hit = self._remembered.get(key) if key is not None else None
+                hit = self._remembered.get(key)
             if hit is not None:
                 return hit
         result = streamed_spectrogram(
@@ -450,14 +453,15 @@ class Listener:
 
         delay = 0
         if self.align:
-            from gml.features.delay import estimate_delay
+            from gml.features.delay import HEAD_SECONDS, estimate_delay
             from gml.features.stream import decode_short_file
 
-            # the delay search and the features read the same file: a file no longer than
-            # one block is decoded once for both (a longer one is read again, block by block)
-            reference, coded = (
-                decode_short_file(s, self.block_seconds) for s in (reference, coded)
-            )
+            # the delay search and the features read the same file. One no longer than the
+            # search's head (and a block) is read whole by the search anyway, so it is
+            # decoded once for both; a longer one is read twice as before (its head, then
+            # its blocks), so that remembered features never cost a whole decoding
+            short = min(self.block_seconds, HEAD_SECONDS)
+            reference, coded = (decode_short_file(s, short) for s in (reference, coded))
             delay = estimate_delay(
                 reference, coded, self.frontend.settings()["sample_rate"]
             ).samples

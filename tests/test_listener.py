@@ -297,3 +297,29 @@ def test_each_file_is_decoded_once(tiny_run, tmp_path, monkeypatch):
     # its header is looked at, then the delay's head and the features' blocks are read
     assert sorted(opened) == ["cod0.wav"] * 3 + ["ref0.wav"] * 3
     assert (streamed.mean, streamed.std) == pytest.approx((whole.mean, whole.std), abs=1e-5)
+
+
+def test_a_file_rewritten_while_its_pair_is_scored_is_not_remembered_stale(
+    tiny_run, tmp_path, monkeypatch
+):
+    """Remembered features are keyed on the file as it was when decoded: a coded file that
+    changes during the delay search is analysed again on the next call."""
+    import gml.features.delay as delay_module
+
+    ref, cod = write_pair(tmp_path, seconds=1.5)
+    new_content = sf.read(ref, dtype="float32")[0][: int(1.2 * 48000)] * 0.5
+    listener = gml.load(tiny_run / "best.ckpt", device="cpu", prefetch=False)
+    search = delay_module.estimate_delay
+
+    def search_then_rewrite(*args, **kwargs):
+        found = search(*args, **kwargs)
+        sf.write(cod, new_content, 48000)  # another length, so another (mtime, size)
+        return found
+
+    monkeypatch.setattr(delay_module, "estimate_delay", search_then_rewrite)
+    first = listener.predict(ref, cod)  # scores the content it decoded, before the rewrite
+    monkeypatch.setattr(delay_module, "estimate_delay", search)
+    again = listener.predict(ref, cod)
+    fresh = gml.load(tiny_run / "best.ckpt", device="cpu", prefetch=False).predict(ref, cod)
+    assert fresh.mean != pytest.approx(first.mean, abs=1e-3)  # the rewrite changes the score
+    assert (again.mean, again.std) == pytest.approx((fresh.mean, fresh.std), abs=1e-5)

@@ -235,8 +235,8 @@ def test_bad_arguments(tmp_path, frontend):
 
 
 def test_decoded_file_reads_like_the_file(tmp_path, frontend):
-    from gml.features.delay import estimate_delay
     from gml.features import DecodedFile, decode_short_file
+    from gml.features.delay import estimate_delay
 
     ref = _write(tmp_path / "ref.wav", _audio(int(1.3 * FS), 2, FS), FS)
     cod = _write(tmp_path / "cod.wav", _audio(int(1.2 * FS), 1, 44100, seed=1), 44100)

@@ -92,6 +92,9 @@ class DecodedFile:
     Attributes:
         info: The file's :class:`AudioInfo` (its length as actually read).
         samples: The decoded samples, float32, as soundfile gives them.
+        version: The file's ``(st_mtime_ns, st_size)`` taken before it was read (None if
+            that failed), for caches keyed on it: a later ``os.stat`` may see a newer file
+            than the one decoded.
 
     Shape:
         samples: ``[channels, n]`` (a transposed view of soundfile's ``[n, channels]``).
@@ -99,6 +102,7 @@ class DecodedFile:
 
     info: AudioInfo
     samples: np.ndarray
+    version: tuple[int, int] | None
 
 
 #: A path, or ``(samples, sample_rate)`` with samples ``[n]``, ``[channels, n]`` or
@@ -140,14 +144,20 @@ def decode_short_file(source: AudioSource, max_seconds: float) -> AudioSource:
     """
     if not isinstance(source, (str, os.PathLike)):
         return source
-    with _FileReader(os.fspath(source)) as reader:
+    path = os.fspath(source)
+    try:  # before reading: a file rewritten meanwhile then has a newer version than this
+        st = os.stat(path)
+        version = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        version = None  # the reader reports a missing file
+    with _FileReader(path) as reader:
         if reader.info.duration > max_seconds:
             return source
         # one block holds the file unless its header undercounts the frames
         blocks = list(reader.blocks(max(1, reader.info.samples)))
         info = reader.info  # after reading: the length actually read
     samples = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
-    return DecodedFile(info, samples)
+    return DecodedFile(info, samples, version)
 
 
 def streamed_spectrogram(
