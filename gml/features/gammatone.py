@@ -161,8 +161,7 @@ class GammatoneFrontend(nn.Module):
     """
 
     #: CPU only: frames (batch items × frames) per block in :meth:`band_energies`. On one
-    #: thread 64 was 20 % faster than 128 (every temporary stays in the 1 MB L2 cache);
-    #: on two threads the same within the noise.
+    #: thread 64 was 8 % faster than 128 (``benchmarks/frontend.py --blocks 64,128``).
     cpu_block_frames: int = 64
 
     def __init__(
