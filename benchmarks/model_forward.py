@@ -9,9 +9,11 @@ Variants (all on the same random features, ``[B, 4, 2, 32, 497]``):
 - ``+ folded batch norm``: :func:`gml.inference.fold_batchnorm`;
 - ``+ CPU inference shortcuts``: what :class:`gml.Listener` runs: the same network with the
   exact inference-only shortcuts of :mod:`gml.backbones.insenet` (separable 3×3 max-pool,
-  squeeze-excitation scaling after the 2×2 pooling); the variants above run without them;
+  squeeze-excitation scaling after the 2×2 pooling, the stem and first block one image at a
+  time); the variants above run without them, and ``..., first block by pair`` runs them with
+  the first block taking a pair's four images at once (as before that shortcut);
 - the same at batch 2, 4, 8 with the CPU chunking of :class:`gml.backbones.insenet.ViewBranch`,
-  and at batch 8 without it (``unchunked``) to show why it exists;
+  and at batch 8 without any (``unchunked``) to show why it exists;
 - ``bf16 autocast`` of the folded model, and ``--compile``: ``torch.compile`` of it;
 - ``--also paper-fast`` (or any preset): that preset folded, batch 1, with its own FLOPs (e.g.
   the paper's widths with the stem striding 2 in time).
@@ -74,10 +76,14 @@ def main() -> None:
         if hasattr(m, "cpu_channels_last"):
             m.cpu_channels_last = False
     folded = fold_batchnorm(net)
+    by_pair = copy.deepcopy(folded)
+    for m in by_pair.modules():
+        if hasattr(m, "cpu_eval_first_chunk"):
+            m.cpu_eval_first_chunk = 4
     unchunked = copy.deepcopy(folded)
     for m in unchunked.modules():
         if hasattr(m, "cpu_eval_chunk"):
-            m.cpu_eval_chunk = 1 << 30
+            m.cpu_eval_chunk = m.cpu_eval_first_chunk = 1 << 30
 
     def run(model, batch, bf16=False, shortcuts=True):
         xb = x1.expand(batch, -1, -1, -1, -1).contiguous()
@@ -96,6 +102,7 @@ def main() -> None:
         "as trained (NCHW), batch 1": run(nchw, 1, shortcuts=False),
         "channels-last, batch 1": run(net, 1, shortcuts=False),
         "+ folded batch norm, batch 1": run(folded, 1, shortcuts=False),
+        "+ CPU shortcuts, first block by pair": run(by_pair, 1),
         "+ CPU inference shortcuts, batch 1": run(folded, 1),
         "+ folded, batch 2": run(folded, 2),
         "+ folded, batch 4": run(folded, 4),

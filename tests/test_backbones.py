@@ -74,15 +74,51 @@ def test_cpu_max_pool_equals_the_pooling_kernel(shape):
 
 
 @pytest.mark.parametrize("preset", ["tiny", "small"])
-def test_cpu_inference_shortcuts_compute_the_same_function(preset):
+def test_cpu_inference_shortcuts_compute_the_same_function(preset, monkeypatch):
     """Without gradients on CPU the trunk pools before the squeeze-excitation scaling and
     uses the separable max: bit-for-bit the output of the general path (taken here by asking
-    for gradients), on odd sizes where ceil-mode pooling has partial windows."""
+    for gradients), on odd sizes where ceil-mode pooling has partial windows. Running the
+    stem and first block one image at a time changes only the float rounding."""
+    from gml.backbones import insenet
+
     torch.manual_seed(0)
     net = InSENet(preset).eval()
     x = 10 * torch.randn(3, 4, 2, 32, 45)
+    general = net(x.clone().requires_grad_(True)).detach()
     with torch.inference_mode():
+        by_image = net(x)
+        monkeypatch.setattr(insenet.ViewBranch, "cpu_eval_first_chunk", 1 << 30)
+        whole = net(x)
+    assert torch.equal(whole, general)
+    torch.testing.assert_close(by_image, general, rtol=1e-5, atol=1e-6)
+
+
+def test_first_block_by_image_only_in_eval_mode(monkeypatch):
+    """The stem and first block take images one at a time only in eval mode: in training
+    mode (even without gradients) batch norm must see the whole batch, so the output is the
+    general path's, bit for bit."""
+    from gml.backbones import insenet
+
+    calls = []
+    run = insenet.ViewBranch._run
+
+    def counted(layers, x):
+        calls.append(x.shape[0])
+        return run(layers, x)
+
+    monkeypatch.setattr(insenet.ViewBranch, "_run", staticmethod(counted))
+    torch.manual_seed(0)
+    net = InSENet("tiny")
+    x = torch.randn(2, 4, 2, 32, 20)
+    with torch.no_grad():
+        net.eval()(x)
+        assert calls == ([1] * 4 + [4]) * 2  # two chunks of 4 images (one pair each)
+        calls.clear()
+        net.train()
+        torch.manual_seed(1)
         fast = net(x)
+        assert calls == [8, 8]
+    torch.manual_seed(1)
     general = net(x.clone().requires_grad_(True)).detach()
     assert torch.equal(fast, general)
 

@@ -67,7 +67,8 @@ class SqueezeExcitation(nn.Module):
 
 
 #: Inference on CPU takes exact shortcuts (:class:`MaxPool3x3`, :meth:`ViewBranch._trunk`);
-#: False runs the general kernels instead (for benchmarks and debugging: the same values).
+#: False runs the general kernels instead (for benchmarks and debugging: the same values, to
+#: float rounding).
 CPU_INFERENCE_SHORTCUTS = True
 
 
@@ -185,6 +186,15 @@ class ViewBranch(nn.Module):
     #: eval mode (batch norm uses its running statistics) and skipped in training, where
     #: batch statistics must see the whole batch.
     cpu_eval_chunk: int = 4
+    #: On CPU in eval mode without gradients, the stem and the first Inception block (with its
+    #: pooling) take the images this many at a time, within a chunk of :attr:`cpu_eval_chunk`.
+    #: They work at full resolution (64 channels × 32 bands × 500 frames: 4 MB an image for
+    #: 10 s). Four at a time, glibc's malloc handed their 16 MB temporaries back to the
+    #: kernel after each pass, and a 10 s pair then page-faulted about 20,000 times (80 MB,
+    #: 50 ms of kernel time); one at a time, the memory is reused and the paper model ran
+    #: 16-23 % faster (benchmarks/model_forward.py). The same values to float rounding
+    #: (convolutions and sums may group differently for another batch size).
+    cpu_eval_first_chunk: int = 1
     #: Compute in channels-last memory format on CPU (see :meth:`forward`); a switch for
     #: benchmarks and debugging, the values do not depend on it.
     cpu_channels_last: bool = True
@@ -222,8 +232,24 @@ class ViewBranch(nn.Module):
         """:attr:`trunk` with each block's squeeze-excitation weights applied after the 2×2
         pooling that follows it, on a quarter of the values: the same result, since a
         max-pool commutes with multiplying each channel by a weight > 0 (rounding is
-        monotone, so even the float products agree)."""
+        monotone, so even the float products agree). In eval mode the stem and first block
+        take the images :attr:`cpu_eval_first_chunk` at a time."""
         layers = list(self.trunk)
+        first = next(
+            (i + 2 for i, layer in enumerate(layers) if type(layer) is InceptionSE), len(layers)
+        )
+        if not self.training and x.shape[0] > self.cpu_eval_first_chunk:
+            x = torch.cat(
+                [self._run(layers[:first], c) for c in x.split(self.cpu_eval_first_chunk)]
+            )
+        else:
+            x = self._run(layers[:first], x)
+        return self._run(layers[first:], x)
+
+    @staticmethod
+    def _run(layers: Sequence[nn.Module], x: Tensor) -> Tensor:
+        """``layers`` in turn, each Inception block's squeeze-excitation after the 2×2 pooling
+        that follows it (:meth:`_trunk`)."""
         i = 0
         while i < len(layers):
             layer = layers[i]
