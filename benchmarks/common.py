@@ -75,23 +75,31 @@ def interleaved(
     warmup: int = 1,
     device: str = "cpu",
 ) -> dict[str, dict[str, float]]:
-    """Seconds per call of each variant, measured in turns (warm-up calls excluded).
+    """Seconds per call of each variant, measured in turns (warm-up calls excluded), and the
+    process's minor page faults per call (memory the kernel had to map afresh: a cost that
+    timings on a noisy machine hide, and that depends on what ran before).
 
     Returns:
-        ``{name: {"median": s, "min": s}}``.
+        ``{name: {"median": s, "min": s, "faults": median page faults per call}}``.
     """
     for fn in variants.values():
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {k: [] for k in variants}
+    faults: dict[str, list[int]] = {k: [] for k in variants}
     for _ in range(rounds):
         for name, fn in variants.items():
             _sync(device)
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t0 = time.perf_counter()
             fn()
             _sync(device)
             times[name].append(time.perf_counter() - t0)
-    return {k: {"median": statistics.median(v), "min": min(v)} for k, v in times.items()}
+            faults[name].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+    return {
+        k: {"median": statistics.median(v), "min": min(v), "faults": statistics.median(faults[k])}
+        for k, v in times.items()
+    }
 
 
 def sgemm_peak(threads: int | None = None, size: int = 2048, dtype=torch.float32) -> float:

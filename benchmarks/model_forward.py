@@ -19,8 +19,9 @@ Variants (all on the same random features, ``[B, 4, 2, 32, 497]``):
   the paper's widths with the stem striding 2 in time).
 
 Prints machine, torch, threads, the FLOPs per pair (``torch.utils.flop_counter``), milliseconds
-per pair (median and best of the interleaved rounds), achieved GFLOP/s, and that as a fraction
-of a large fp32 / bf16 matrix product on the same threads (the practical ceiling).
+per pair (median and best of the interleaved rounds), achieved GFLOP/s, that as a fraction
+of a large fp32 / bf16 matrix product on the same threads (the practical ceiling), and the
+minor page faults per pair (memory mapped afresh during the call; see :mod:`common`).
 
     python benchmarks/model_forward.py --threads 2
 """
@@ -148,12 +149,19 @@ def main() -> None:
     print(f"folded vs as-trained output: max abs difference {diff:.1e}")
     if compile_s is not None:
         print(f"torch.compile: first call (compilation) {compile_s:.1f} s")
-    print(f"{'variant':36s} {'ms/pair':>8s} {'best':>7s} {'GFLOP/s':>8s} {'of peak':>8s}")
+    print(
+        f"{'variant':36s} {'ms/pair':>8s} {'best':>7s} {'GFLOP/s':>8s} {'of peak':>8s} "
+        f"{'faults/pair':>11s}"
+    )
     for name, (_, batch) in variants.items():
         med, best = res[name]["median"] / batch, res[name]["min"] / batch
         rate = variant_flops[name] / med / 1e9
         peak = peak16 if "bf16" in name else peak32
-        print(f"{name:36s} {1e3 * med:8.1f} {1e3 * best:7.1f} {rate:8.1f} {rate / peak:8.0%}")
+        faults = res[name]["faults"] / batch
+        print(
+            f"{name:36s} {1e3 * med:8.1f} {1e3 * best:7.1f} {rate:8.1f} {rate / peak:8.0%} "
+            f"{faults:11.0f}"
+        )
 
 
 if __name__ == "__main__":
