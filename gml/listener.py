@@ -241,7 +241,10 @@ class Listener:
         align: Estimate the codec's delay per pair and remove it before the features
             (:func:`gml.features.delay.estimate_delay`, within ±0.5 s).
         prefetch: When scoring lists, read and analyse the next pairs in a worker thread
-            while the model scores the current ones.
+            while the model scores the current ones. On CPU the two share the torch threads
+            of the calling thread (``torch.get_num_threads()``): while the worker analyses,
+            it takes one and the model the others (at least one); when it has nothing to
+            do, the model takes them all. The calling thread's count is restored after.
         bf16: Run the backbone under bfloat16 autocast, the head in float32. For GPUs and
             CPUs with bf16 units; slower on CPUs without them (``docs/performance.md``).
         workers: Worker processes that read lists of files (decode, resample, estimate the
@@ -328,6 +331,9 @@ class Listener:
         self._backbones = [fold_batchnorm(m.backbone) for m in self.members]
         self._remembered: dict = {}  # see feature_memory
         self._remembered_lock = threading.Lock()
+        # per calling thread, while a prefetch thread analyses for it on CPU: (the caller's
+        # torch threads, an event set while the prefetch thread computes); see _share_threads
+        self._thread_share = threading.local()
 
     @property
     def checkpoint(self) -> str | None:
@@ -404,6 +410,7 @@ class Listener:
             for k in range(0, len(idx), self.batch_size):
                 chunk = idx[k : k + self.batch_size]
                 x = torch.stack([feats[i] for i in chunk]).to(self.device)
+                self._share_threads()
                 outputs.append(
                     torch.stack(
                         [
@@ -421,6 +428,22 @@ class Listener:
         for position, i in enumerate(order):
             inverse[i] = position
         return flat[values_on(self.device, inverse)]
+
+    def _share_threads(self) -> None:
+        """Before a forward pass on CPU with a prefetch thread: the model gets the calling
+        thread's torch threads but one while the prefetch thread computes (it runs on one),
+        all of them otherwise. Both at once on every core made them compete: on two cores,
+        threads that wait at the model's synchronisation points spin on a core the analysis
+        needs (benchmarks/predict_vs_visqol.py: 10-15 % less time and CPU time with the
+        sharing). Torch's thread count is per thread (OpenMP), so this changes no other
+        thread's."""
+        share = getattr(self._thread_share, "value", None)
+        if share is None:
+            return
+        threads, computing = share
+        want = max(1, threads - 1) if computing.is_set() else threads
+        if torch.get_num_threads() != want:
+            torch.set_num_threads(want)
 
     def _head_params(self, module: Any, net: nn.Module, x: Tensor) -> Tensor:
         """Raw head parameters of a batch of windows for one member: the backbone under
@@ -784,13 +807,21 @@ class Listener:
 
         ready: queue.Queue = queue.Queue(maxsize=chunk_pairs)
         stop = threading.Event()
+        computing = threading.Event()  # set while the worker prepares a pair
+        threads = torch.get_num_threads()
+        share = self.device.type == "cpu"  # (on a GPU the model does not use these threads)
 
         def work() -> None:
+            if share:
+                torch.set_num_threads(1)  # this thread's own count (see _share_threads)
             for r, c in zip(refs, cods):
+                computing.set()
                 try:
                     item = (self._pair_windows(r, c), None)
                 except BaseException as err:  # handed to the caller, in order
                     item = (None, err)
+                finally:
+                    computing.clear()
                 while not stop.is_set():
                     try:
                         ready.put(item, timeout=0.1)
@@ -801,6 +832,8 @@ class Listener:
                     return
 
         worker = threading.Thread(target=work, name="gml-prefetch", daemon=True)
+        if share:
+            self._thread_share.value = (threads, computing)
         worker.start()
         try:
             remaining = len(refs)
@@ -824,6 +857,10 @@ class Listener:
         finally:
             stop.set()
             worker.join()
+            if share:
+                self._thread_share.value = None
+                # the worker's set_num_threads also set torch's default for new threads
+                torch.set_num_threads(threads)
 
     def _loaded_chunks(self, refs: list, cods: list):
         """Yield ``(indices, prepared pairs)`` for batches of pairs read by :attr:`workers`

@@ -146,6 +146,67 @@ def test_prefetching_worker_gives_the_same_predictions_in_order(tiny_run, tmp_pa
         on.predict(refs[:2] + [refs[2]], cods[:2] + [str(bad)])
 
 
+def test_prefetch_thread_and_model_share_the_callers_threads(tiny_run, tmp_path, monkeypatch):
+    """On CPU, while the prefetch thread prepares a pair, the model runs on the calling
+    thread's torch threads but one (the worker runs on one); when the worker has nothing
+    left to do, on all of them; afterwards the caller's count is restored, also as torch's
+    default for new threads. The predictions are those without a worker."""
+    import threading
+
+    from gml.listener import Listener
+
+    pairs = [write_pair(tmp_path, seconds=1.0 + 0.5 * k, seed=k) for k in range(3)]
+    refs, cods = [str(r) for r, _ in pairs], [str(c) for _, c in pairs]
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        lis = gml.load(tiny_run, device="cpu", prefetch=True, batch_size=1)
+        entered, release = threading.Event(), threading.Event()
+        seen: list[int] = []
+        worker_threads: list[int] = []
+        real_windows, real_share, real_head = (
+            Listener._pair_windows,
+            Listener._share_threads,
+            Listener._head_params,
+        )
+
+        def windows(self, r, c):
+            if threading.current_thread() is not threading.main_thread():
+                worker_threads.append(torch.get_num_threads())
+                if r == refs[1]:  # the worker is busy with the second pair...
+                    entered.set()
+                    assert release.wait(30)
+            return real_windows(self, r, c)
+
+        def share(self):
+            if not entered.is_set():  # ...when the first pair reaches the model
+                assert entered.wait(30)
+            real_share(self)
+
+        def head(self, module, net, x):
+            seen.append(torch.get_num_threads())
+            release.set()
+            return real_head(self, module, net, x)
+
+        monkeypatch.setattr(Listener, "_pair_windows", windows)
+        monkeypatch.setattr(Listener, "_share_threads", share)
+        monkeypatch.setattr(Listener, "_head_params", head)
+        frame = lis.predict(refs, cods)
+        assert torch.get_num_threads() == 3
+        assert set(worker_threads) == {1}
+        assert seen[0] == 2 and seen[-1] == 3  # the last pair: nothing left to prepare
+        new_thread: list[int] = []
+        t = threading.Thread(target=lambda: new_thread.append(torch.get_num_threads()))
+        t.start()
+        t.join()
+        assert new_thread == [3]
+        monkeypatch.undo()
+        off = gml.load(tiny_run, device="cpu", prefetch=False).predict(refs, cods)
+        assert frame["mean"].tolist() == pytest.approx(off["mean"].tolist(), abs=1e-5)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_shared_reference_is_analysed_once(tiny_run, tmp_path, monkeypatch):
     """Several coded versions of one reference: its features are computed once, and the
     predictions equal those of a listener that remembers nothing."""
