@@ -434,7 +434,7 @@ class Listener:
         thread's torch threads but one while the prefetch thread computes (it runs on one),
         all of them otherwise. Both at once on every core made them compete: on two cores,
         threads that wait at the model's synchronisation points spin on a core the analysis
-        needs (benchmarks/predict_vs_visqol.py: 10-15 % less time and CPU time with the
+        needs (benchmarks/predict_vs_visqol.py on two cores: 3-15 % less time with the
         sharing). Torch's thread count is per thread (OpenMP), so this changes no other
         thread's."""
         share = getattr(self._thread_share, "value", None)
