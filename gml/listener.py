@@ -243,8 +243,9 @@ class Listener:
         prefetch: When scoring lists, read and analyse the next pairs in a worker thread
             while the model scores the current ones. On CPU the two share the torch threads
             of the calling thread (``torch.get_num_threads()``): while the worker analyses,
-            it takes one and the model the others (at least one); when it has nothing to
-            do, the model takes them all. The calling thread's count is restored after.
+            it takes one (half when the model has no prepared pair waiting) and the model the
+            others (at least one); when it has nothing to do, the model takes them all. The
+            calling thread's count is restored after.
         bf16: Run the backbone under bfloat16 autocast, the head in float32. For GPUs and
             CPUs with bf16 units; slower on CPUs without them (``docs/performance.md``).
         workers: Worker processes that read lists of files (decode, resample, estimate the
@@ -332,7 +333,7 @@ class Listener:
         self._remembered: dict = {}  # see feature_memory
         self._remembered_lock = threading.Lock()
         # per calling thread, while a prefetch thread analyses for it on CPU: (the caller's
-        # torch threads, an event set while the prefetch thread computes); see _share_threads
+        # torch threads, [the threads the prefetch thread computes with]); see _share_threads
         self._thread_share = threading.local()
 
     @property
@@ -431,17 +432,18 @@ class Listener:
 
     def _share_threads(self) -> None:
         """Before a forward pass on CPU with a prefetch thread: the model gets the calling
-        thread's torch threads but one while the prefetch thread computes (it runs on one),
-        all of them otherwise. Both at once on every core made them compete: on two cores,
-        threads that wait at the model's synchronisation points spin on a core the analysis
-        needs (benchmarks/predict_vs_visqol.py on two cores: 3-15 % less time with the
-        sharing). Torch's thread count is per thread (OpenMP), so this changes no other
-        thread's."""
+        thread's torch threads but those the prefetch thread computes with (one, or half of
+        them while the model has no prepared pair waiting: see :meth:`_prepared_chunks`),
+        all of them when it has nothing to do. Both at once on every core made them compete:
+        on two cores, threads that wait at the model's synchronisation points spin on a core
+        the analysis needs (benchmarks/predict_vs_visqol.py on two cores: 3-15 % less time
+        with the sharing). Torch's thread count is per thread (OpenMP), so this changes no
+        other thread's."""
         share = getattr(self._thread_share, "value", None)
         if share is None:
             return
-        threads, computing = share
-        want = max(1, threads - 1) if computing.is_set() else threads
+        threads, busy = share
+        want = max(1, threads - busy[0])
         if torch.get_num_threads() != want:
             torch.set_num_threads(want)
 
@@ -807,21 +809,26 @@ class Listener:
 
         ready: queue.Queue = queue.Queue(maxsize=chunk_pairs)
         stop = threading.Event()
-        computing = threading.Event()  # set while the worker prepares a pair
         threads = torch.get_num_threads()
+        busy = [0]  # the torch threads the worker is computing with (0: none)
         share = self.device.type == "cpu"  # (on a GPU the model does not use these threads)
 
         def work() -> None:
-            if share:
-                torch.set_num_threads(1)  # this thread's own count (see _share_threads)
             for r, c in zip(refs, cods):
-                computing.set()
+                if share:
+                    # this thread's own count (see _share_threads): one while prepared
+                    # pairs wait for the model, half when the model may be waiting for this
+                    # one (the same on two cores; more cores than that were not measured)
+                    want = 1 if ready.qsize() else max(1, threads // 2)
+                    if torch.get_num_threads() != want:
+                        torch.set_num_threads(want)
+                    busy[0] = want
                 try:
                     item = (self._pair_windows(r, c), None)
                 except BaseException as err:  # handed to the caller, in order
                     item = (None, err)
                 finally:
-                    computing.clear()
+                    busy[0] = 0
                 while not stop.is_set():
                     try:
                         ready.put(item, timeout=0.1)
@@ -833,7 +840,7 @@ class Listener:
 
         worker = threading.Thread(target=work, name="gml-prefetch", daemon=True)
         if share:
-            self._thread_share.value = (threads, computing)
+            self._thread_share.value = (threads, busy)
         worker.start()
         try:
             remaining = len(refs)

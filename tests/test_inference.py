@@ -146,11 +146,15 @@ def test_prefetching_worker_gives_the_same_predictions_in_order(tiny_run, tmp_pa
         on.predict(refs[:2] + [refs[2]], cods[:2] + [str(bad)])
 
 
-def test_prefetch_thread_and_model_share_the_callers_threads(tiny_run, tmp_path, monkeypatch):
+@pytest.mark.parametrize("threads", [3, 4])
+def test_prefetch_thread_and_model_share_the_callers_threads(
+    tiny_run, tmp_path, monkeypatch, threads
+):
     """On CPU, while the prefetch thread prepares a pair, the model runs on the calling
-    thread's torch threads but one (the worker runs on one); when the worker has nothing
-    left to do, on all of them; afterwards the caller's count is restored, also as torch's
-    default for new threads. The predictions are those without a worker."""
+    thread's torch threads but the worker's (one, or half while the model has no prepared
+    pair waiting, as for the first pair); when the worker has nothing left to do, on all of
+    them; afterwards the caller's count is restored, also as torch's default for new
+    threads. The predictions are those without a worker."""
     import threading
 
     from gml.listener import Listener
@@ -158,7 +162,7 @@ def test_prefetch_thread_and_model_share_the_callers_threads(tiny_run, tmp_path,
     pairs = [write_pair(tmp_path, seconds=1.0 + 0.5 * k, seed=k) for k in range(3)]
     refs, cods = [str(r) for r, _ in pairs], [str(c) for _, c in pairs]
     before = torch.get_num_threads()
-    torch.set_num_threads(3)
+    torch.set_num_threads(threads)
     try:
         lis = gml.load(tiny_run, device="cpu", prefetch=True, batch_size=1)
         entered, release = threading.Event(), threading.Event()
@@ -192,14 +196,17 @@ def test_prefetch_thread_and_model_share_the_callers_threads(tiny_run, tmp_path,
         monkeypatch.setattr(Listener, "_share_threads", share)
         monkeypatch.setattr(Listener, "_head_params", head)
         frame = lis.predict(refs, cods)
-        assert torch.get_num_threads() == 3
-        assert set(worker_threads) == {1}
-        assert seen[0] == 2 and seen[-1] == 3  # the last pair: nothing left to prepare
+        assert torch.get_num_threads() == threads
+        half = threads // 2
+        assert worker_threads[0] == half  # nothing prepared yet: the model waits
+        assert set(worker_threads) <= {1, half}
+        assert seen[0] == threads - worker_threads[1]  # scored while the worker computes
+        assert seen[-1] == threads  # the last pair: nothing left to prepare
         new_thread: list[int] = []
         t = threading.Thread(target=lambda: new_thread.append(torch.get_num_threads()))
         t.start()
         t.join()
-        assert new_thread == [3]
+        assert new_thread == [threads]
         monkeypatch.undo()
         off = gml.load(tiny_run, device="cpu", prefetch=False).predict(refs, cods)
         assert frame["mean"].tolist() == pytest.approx(off["mean"].tolist(), abs=1e-5)
