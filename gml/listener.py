@@ -16,6 +16,7 @@ scores are clipped to 0–100 the same way, so simulated panels look like real o
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -222,6 +223,18 @@ PREDICTION_FIELDS = tuple(
 )
 
 
+#: Held while a prefetch thread and the model share the torch threads of a caller
+#: (:meth:`Listener._share_threads`): one such call at a time in a process.
+_SHARING = threading.Lock()
+
+
+@functools.cache
+def _per_thread_torch_threads() -> bool:
+    """Whether ``torch.set_num_threads`` sets the calling thread's own count (torch's
+    OpenMP backend); with the native or TBB backend the count is the process's."""
+    return "ATen parallel backend: OpenMP" in torch.__config__.parallel_info()
+
+
 class Listener:
     """A trained GML: audio pairs in, listening-test predictions out.
 
@@ -245,7 +258,10 @@ class Listener:
             of the calling thread (``torch.get_num_threads()``): while the worker analyses,
             it takes one (half when the model has no prepared pair waiting) and the model the
             others (at least one); when it has nothing to do, the model takes them all. The
-            calling thread's count is restored after.
+            calling thread's count is restored after, also as torch's default for threads
+            that start using torch later; threads that start using it during the call begin
+            with a smaller count. (With torch's OpenMP backend, the usual one; one list at a
+            time in a process: a list scored meanwhile from another thread does not share.)
         bf16: Run the backbone under bfloat16 autocast, the head in float32. For GPUs and
             CPUs with bf16 units; slower on CPUs without them (``docs/performance.md``).
         workers: Worker processes that read lists of files (decode, resample, estimate the
@@ -436,9 +452,10 @@ class Listener:
         them while the model has no prepared pair waiting: see :meth:`_prepared_chunks`),
         all of them when it has nothing to do. Both at once on every core made them compete:
         on two cores, threads that wait at the model's synchronisation points spin on a core
-        the analysis needs (benchmarks/predict_vs_visqol.py on two cores: 3-15 % less time
-        with the sharing). Torch's thread count is per thread (OpenMP), so this changes no
-        other thread's."""
+        the analysis needs (benchmarks/predict_vs_visqol.py on two cores: 3-17 % less time
+        in 12 of 13 rounds). With torch's OpenMP backend the count is per thread, so this
+        changes no other running thread's (only the default of threads that start using
+        torch meanwhile)."""
         share = getattr(self._thread_share, "value", None)
         if share is None:
             return
@@ -721,8 +738,14 @@ class Listener:
         else:
             chunks = self._prepared_chunks(refs, cods, chunk_pairs)
         keep = single or distributions
-        results = self._score_chunks(chunks, len(refs), n_listeners, per_window, keep, bar)
-        bar.close()
+        try:
+            results = self._score_chunks(chunks, len(refs), n_listeners, per_window, keep, bar)
+        finally:
+            # now and in this thread, also after an error (a traceback kept by the caller
+            # would keep the generator alive): stops the prefetch thread and gives the
+            # calling thread back its torch threads
+            chunks.close()
+            bar.close()
         if single:
             return results[0]
         frame = pd.DataFrame([r.to_dict() for r in results])
@@ -811,7 +834,14 @@ class Listener:
         stop = threading.Event()
         threads = torch.get_num_threads()
         busy = [0]  # the torch threads the worker is computing with (0: none)
-        share = self.device.type == "cpu"  # (on a GPU the model does not use these threads)
+        # (on a GPU the model does not use these threads; one sharing call at a time, since
+        # each set_num_threads also sets torch's default for threads that start using it)
+        share = (
+            self.device.type == "cpu"
+            and _per_thread_torch_threads()
+            and _SHARING.acquire(blocking=False)
+        )
+        owner = threading.get_ident()
 
         def work() -> None:
             for r, c in zip(refs, cods):
@@ -839,10 +869,11 @@ class Listener:
                     return
 
         worker = threading.Thread(target=work, name="gml-prefetch", daemon=True)
-        if share:
-            self._thread_share.value = (threads, busy)
-        worker.start()
+        outer = getattr(self._thread_share, "value", None)
         try:
+            if share:
+                self._thread_share.value = (threads, busy)
+            worker.start()
             remaining = len(refs)
             while remaining:
                 chunk = []
@@ -863,11 +894,14 @@ class Listener:
                 yield range(done - len(chunk), done), chunk
         finally:
             stop.set()
-            worker.join()
+            if worker.ident is not None:  # (started)
+                worker.join()
             if share:
-                self._thread_share.value = None
-                # the worker's set_num_threads also set torch's default for new threads
-                torch.set_num_threads(threads)
+                if threading.get_ident() == owner:  # (counts are per thread)
+                    self._thread_share.value = outer
+                    # also torch's default for new threads, which the worker's count set
+                    torch.set_num_threads(threads)
+                _SHARING.release()
 
     def _loaded_chunks(self, refs: list, cods: list):
         """Yield ``(indices, prepared pairs)`` for batches of pairs read by :attr:`workers`

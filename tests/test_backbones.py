@@ -121,6 +121,15 @@ def test_first_block_by_image_only_in_eval_mode(monkeypatch):
     torch.manual_seed(1)
     general = net(x.clone().requires_grad_(True)).detach()
     assert torch.equal(fast, general)
+    # nor when only the batch norms normalise with the batch (e.g. test-time adaptation)
+    net.eval()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.train()
+    calls.clear()
+    with torch.no_grad():
+        net(x)
+    assert calls == [8, 8]
 
 
 def test_training_on_cpu_takes_no_shortcut(monkeypatch):

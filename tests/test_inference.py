@@ -174,12 +174,17 @@ def test_prefetch_thread_and_model_share_the_callers_threads(
             Listener._head_params,
         )
 
+        caller = threading.current_thread()
+        kept: list[bool] = []
+
         def windows(self, r, c):
-            if threading.current_thread() is not threading.main_thread():
+            if threading.current_thread() is not caller:
                 worker_threads.append(torch.get_num_threads())
                 if r == refs[1]:  # the worker is busy with the second pair...
                     entered.set()
                     assert release.wait(30)
+                    # ...and the model's count, set meanwhile, did not change the worker's
+                    kept.append(torch.get_num_threads() == worker_threads[-1])
             return real_windows(self, r, c)
 
         def share(self):
@@ -202,6 +207,7 @@ def test_prefetch_thread_and_model_share_the_callers_threads(
         assert set(worker_threads) <= {1, half}
         assert seen[0] == threads - worker_threads[1]  # scored while the worker computes
         assert seen[-1] == threads  # the last pair: nothing left to prepare
+        assert kept == [True]
         new_thread: list[int] = []
         t = threading.Thread(target=lambda: new_thread.append(torch.get_num_threads()))
         t.start()
@@ -210,6 +216,41 @@ def test_prefetch_thread_and_model_share_the_callers_threads(
         monkeypatch.undo()
         off = gml.load(tiny_run, device="cpu", prefetch=False).predict(refs, cods)
         assert frame["mean"].tolist() == pytest.approx(off["mean"].tolist(), abs=1e-5)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_an_error_in_the_model_stops_the_prefetch_thread_and_restores_the_threads(
+    tiny_run, tmp_path, monkeypatch
+):
+    """When scoring fails (here the model), the prefetch thread is stopped and the caller's
+    torch threads are restored before the error reaches the caller, even while the caller
+    keeps the traceback; the next list shares the threads again."""
+    import threading
+
+    from gml import listener as listener_module
+    from gml.listener import Listener
+
+    pairs = [write_pair(tmp_path, seconds=1.0 + 0.5 * k, seed=k) for k in range(3)]
+    refs, cods = [str(r) for r, _ in pairs], [str(c) for _, c in pairs]
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        lis = gml.load(tiny_run, device="cpu", prefetch=True)
+
+        def broken(self, module, net, x):
+            raise RuntimeError("model failed")
+
+        monkeypatch.setattr(Listener, "_head_params", broken)
+        with pytest.raises(RuntimeError, match="model failed") as kept_traceback:
+            lis.predict(refs, cods)
+        assert kept_traceback.value is not None
+        assert torch.get_num_threads() == 3
+        assert not any(t.name == "gml-prefetch" for t in threading.enumerate())
+        assert getattr(lis._thread_share, "value", None) is None
+        assert not listener_module._SHARING.locked()
+        monkeypatch.undo()
+        assert len(lis.predict(refs, cods)) == 3 and torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
 

@@ -181,19 +181,21 @@ class ViewBranch(nn.Module):
 
     #: On CPU in eval mode, images pass the trunk this many at a time (4: one pair's views).
     #: Larger groups were measured slower per image: the first blocks' activations
-    #: (64 channels × 32 bands × 500 frames per image) fall out of the caches, so batching
-    #: windows would cost more per window than scoring them one by one. Chunking is exact in
-    #: eval mode (batch norm uses its running statistics) and skipped in training, where
-    #: batch statistics must see the whole batch.
+    #: (64 channels × 32 bands × 500 frames per image) fall out of the caches and are mapped
+    #: afresh (benchmarks/model_forward.py: batch 8 unchunked took 35,000 page faults a pair,
+    #: chunked none), so batching windows would cost more per window than scoring them one by
+    #: one. Chunking is exact in eval mode (batch norm uses its running statistics) and
+    #: skipped where batch norm uses the batch's statistics, which must see the whole batch.
     cpu_eval_chunk: int = 4
     #: On CPU in eval mode without gradients, the stem and the first Inception block (with its
-    #: pooling) take the images this many at a time, within a chunk of :attr:`cpu_eval_chunk`.
-    #: They work at full resolution (64 channels × 32 bands × 500 frames: 4 MB an image for
-    #: 10 s). Four at a time, glibc's malloc handed their 16 MB temporaries back to the
-    #: kernel after each pass, and a 10 s pair then page-faulted about 20,000 times (80 MB,
-    #: 50 ms of kernel time); one at a time, the memory is reused and the paper model ran
-    #: 16-23 % faster (benchmarks/model_forward.py). The same values to float rounding
-    #: (convolutions and sums may group differently for another batch size).
+    #: pooling) take the images this many at a time (within each chunk of
+    #: :attr:`cpu_eval_chunk` when computing channels-last). They work at full resolution
+    #: (64 channels × 32 bands × 500 frames: 4 MB an image for 10 s). Four at a time,
+    #: glibc's malloc handed their 16 MB temporaries back to the kernel after each pass, and
+    #: in a fresh process a 10 s pair then page-faulted about 20,000 times (80 MB, 50 ms of
+    #: kernel time); one at a time, the memory is reused, and the paper model took 16-26 %
+    #: less time (docs/performance.md). The same values to float rounding (convolutions and
+    #: sums may group differently for another batch size).
     cpu_eval_first_chunk: int = 1
     #: Compute in channels-last memory format on CPU (see :meth:`forward`); a switch for
     #: benchmarks and debugging, the values do not depend on it.
@@ -220,9 +222,19 @@ class ViewBranch(nn.Module):
             # oneDNN's convolutions and max-pooling are 2x (pooling >10x) faster on channels-
             # last tensors on CPU (benchmarks/model_forward.py); the values are the same
             x = x.contiguous(memory_format=torch.channels_last)
-            if not self.training and x.shape[0] > self.cpu_eval_chunk:
+            if x.shape[0] > self.cpu_eval_chunk and not self._batch_statistics():
                 return torch.cat([self._pooled(c) for c in x.split(self.cpu_eval_chunk)])
         return self._pooled(x)
+
+    def _batch_statistics(self) -> bool:
+        """Whether a batch norm of the trunk normalises with the batch's own statistics (in
+        training mode, or without running statistics): then the images must not be split
+        into chunks, which would change those statistics."""
+        return any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm)
+            and (m.training or m.running_mean is None)
+            for m in self.trunk.modules()
+        )
 
     def _pooled(self, x: Tensor) -> Tensor:
         y = self._trunk(x) if _no_grad_on_cpu(x) else self.trunk(x)
@@ -233,12 +245,13 @@ class ViewBranch(nn.Module):
         pooling that follows it, on a quarter of the values: the same result, since a
         max-pool commutes with multiplying each channel by a weight > 0 (rounding is
         monotone, so even the float products agree). In eval mode the stem and first block
-        take the images :attr:`cpu_eval_first_chunk` at a time."""
+        take the images :attr:`cpu_eval_first_chunk` at a time (the same to float
+        rounding)."""
         layers = list(self.trunk)
         first = next(
             (i + 2 for i, layer in enumerate(layers) if type(layer) is InceptionSE), len(layers)
         )
-        if not self.training and x.shape[0] > self.cpu_eval_first_chunk:
+        if x.shape[0] > self.cpu_eval_first_chunk and not self._batch_statistics():
             x = torch.cat(
                 [self._run(layers[:first], c) for c in x.split(self.cpu_eval_first_chunk)]
             )
