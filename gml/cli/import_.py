@@ -46,6 +46,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--anchor", metavar="NAME", help="condition that is the mid-range anchor")
     g.add_argument(
+        "--role",
+        action="append",
+        default=[],
+        metavar="NAME=ROLE",
+        help="mark a condition (a name or a regular expression matching whole names) with a "
+        "role: hidden_reference, low_anchor, mid_anchor or anchor (any other anchor); "
+        "repeatable. Evaluations then report the systems under test apart from them",
+    )
+    g.add_argument(
         "--screening-report", metavar="CSV", help="also write the per-listener screening table"
     )
 
@@ -137,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--sep", default=",", help="field separator (default ','; 'tab' for TSV)")
     c.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="COL=VALUE",
+        help="import only rows whose column has this exact text (COL!=VALUE: has not); "
+        "repeatable, all must hold",
+    )
+    c.add_argument(
         "--audio-root", help="folder audio paths are relative to (default: the table's folder)"
     )
     c.add_argument(
@@ -166,6 +183,7 @@ def main(argv: list[str]) -> None:
         import_odaq,
         import_table,
         import_webmushra,
+        parse_roles,
         write_manifest,
     )
     from gml.data.manifest import Manifest
@@ -213,9 +231,12 @@ def main(argv: list[str]) -> None:
             check_audio=check,
             sep=sep,
             drop_unmapped=args.drop_unmapped,
+            where=args.where,
         )
-    if args.hidden_reference is not None or args.anchor is not None:
-        ratings = assign_roles(result.manifest.ratings, args.hidden_reference, args.anchor)
+    if args.hidden_reference is not None or args.anchor is not None or args.role:
+        ratings = assign_roles(
+            result.manifest.ratings, args.hidden_reference, args.anchor, parse_roles(args.role)
+        )
         result.manifest = Manifest(ratings, result.manifest.path)
     if args.screen:
         result = apply_screening(result)

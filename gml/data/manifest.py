@@ -1,7 +1,8 @@
 """The Manifest: one row per individual rating, the one internal listening-test format.
 
 Required columns: ``test, item, condition, listener, score, reference, coded``. Optional:
-``split`` (train / val / test) and any extra columns, which are carried through to outputs.
+``split`` (train / val / test), ``role`` (what a condition is in the MUSHRA sense, see
+:data:`ROLES`) and any extra columns, which are carried through to outputs.
 A stimulus is (test, item, condition). Audio paths are relative to the manifest's folder or
 absolute.
 """
@@ -20,6 +21,39 @@ from gml.stats import STIMULUS_KEY, stimulus_table
 
 REQUIRED_COLUMNS = (*STIMULUS_KEY, "listener", "score", "reference", "coded")
 SPLITS = ("train", "val", "test")
+
+#: Values of the optional ``role`` column: what a condition is in the MUSHRA sense. Empty for a
+#: system under test; ``anchor`` for any other anchor (e.g. an unprocessed mixture).
+ROLES = ("hidden_reference", "low_anchor", "mid_anchor", "anchor")
+
+#: Evaluation subsets: every stimulus, and the systems under test alone (no hidden reference,
+#: no anchor). The hidden reference is rated near 100 and trivially recognised, so correlations
+#: over ``all`` are inflated by it.
+SUBSETS = ("all", "systems")
+
+
+def subset_masks(roles: pd.Series | None) -> dict[str, np.ndarray]:
+    """Which stimuli (or ratings) belong to each evaluation subset.
+
+    ``systems`` is returned only when at least one role is set (a manifest without roles has
+    no known hidden reference or anchor, so it would equal ``all``).
+
+    Args:
+        roles: The ``role`` value of each row ("" for a system under test), or None.
+
+    Returns:
+        ``{"all": mask[, "systems": mask]}``.
+
+    Shape:
+        roles: ``[n]`` → each mask ``[n]`` bool.
+    """
+    if roles is None:
+        return {}
+    r = roles.fillna("").astype(str).to_numpy()
+    out = {"all": np.ones(len(r), dtype=bool)}
+    if (r != "").any():
+        out["systems"] = r == ""
+    return out
 
 
 class ManifestError(GMLError):
@@ -115,6 +149,21 @@ class Manifest:
                     f"{source}: column 'split': stimulus {'/'.join(key)} has ratings in more "
                     "than one split"
                 )
+        if "role" in df.columns:
+            df["role"] = df["role"].astype(str).str.strip()
+            bad = np.flatnonzero(~df["role"].isin(("", *ROLES)).to_numpy())
+            if len(bad):
+                r = bad[0]
+                raise ManifestError(
+                    f"{source}: row {r + 2}, column 'role': {df['role'].iloc[r]!r}; expected "
+                    f"empty (a system under test) or one of {', '.join(ROLES)}"
+                )
+            mixed = df.groupby(list(STIMULUS_KEY))["role"].nunique()
+            if (mixed > 1).any():
+                key = mixed[mixed > 1].index[0]
+                raise ManifestError(
+                    f"{source}: column 'role': stimulus {'/'.join(key)} has more than one role"
+                )
         dup = df.duplicated(subset=[*STIMULUS_KEY, "listener"]).to_numpy()
         if dup.any():
             r = int(np.flatnonzero(dup)[0])
@@ -151,6 +200,11 @@ class Manifest:
         return cls(df.reset_index(drop=True), Path(source) if source != "<manifest>" else None)
 
     @property
+    def has_roles(self) -> bool:
+        """Whether a ``role`` column marks hidden references and anchors."""
+        return "role" in self.ratings.columns
+
+    @property
     def has_split(self) -> bool:
         """Whether a ``split`` column decides the partition (then folds are not used)."""
         return "split" in self.ratings.columns
@@ -158,10 +212,12 @@ class Manifest:
     def stimuli(self) -> pd.DataFrame:
         """One row per stimulus: key, audio paths, ``n_listeners``, subjective ``mean``, ``std``
         (sample, ddof 1), ``ci95`` (t-based half-width; NaN for fewer than 2 listeners) and the
-        ``split`` when present. Ordered by (test, item, condition)."""
+        ``split`` and ``role`` when present. Ordered by (test, item, condition)."""
         extra = {"reference": ("reference", "first"), "coded": ("coded", "first")}
         if self.has_split:
             extra["split"] = ("split", "first")
+        if self.has_roles:
+            extra["role"] = ("role", "first")
         return stimulus_table(self.ratings, extra)
 
     def locate(self, message: str) -> str:

@@ -23,9 +23,10 @@ from gml.data.importers.screening import (
     ScreeningReport,
     apply_screening,
     assign_roles,
+    parse_roles,
     screen_listeners,
 )
-from gml.data.importers.table import import_table, parse_map
+from gml.data.importers.table import import_table, parse_map, parse_where
 from gml.data.importers.webmushra import import_webmushra, read_config
 
 __all__ = [
@@ -42,6 +43,8 @@ __all__ = [
     "import_webmushra",
     "lowpass",
     "parse_map",
+    "parse_roles",
+    "parse_where",
     "read_config",
     "render_lowpass_anchor",
     "screen_listeners",

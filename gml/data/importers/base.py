@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from gml.atomic import atomic_write_text
-from gml.data.manifest import REQUIRED_COLUMNS, Manifest
+from gml.data.manifest import REQUIRED_COLUMNS, ROLES, Manifest
 from gml.errors import GMLError
 from gml.stats import STIMULUS_KEY
 
@@ -33,10 +33,6 @@ __all__ = [
     "safe_name",
     "write_manifest",
 ]
-
-#: Values of the optional ``role`` column: what a condition is in the MUSHRA sense ("" for a
-#: condition under test). Screening reads it; training carries it through like any extra column.
-ROLES = ("hidden_reference", "low_anchor", "mid_anchor")
 
 
 class ImporterError(GMLError):

@@ -12,14 +12,15 @@ reference and ``lp70`` patterns) or from names given by the user (:func:`assign_
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 import pandas as pd
 
 from gml.data.importers.base import ImporterError, ImportResult, count_missing_audio
-from gml.data.manifest import Manifest
+from gml.data.manifest import ROLES, Manifest
 
-__all__ = ["ScreeningReport", "apply_screening", "assign_roles", "screen_listeners"]
+__all__ = ["ScreeningReport", "apply_screening", "assign_roles", "parse_roles", "screen_listeners"]
 
 THRESHOLD = 90.0
 MAX_FRACTION = 0.15
@@ -35,7 +36,10 @@ def _matches(conditions: pd.Series, name: str) -> pd.Series:
 
 
 def assign_roles(
-    ratings: pd.DataFrame, hidden_reference: str | None = None, anchor: str | None = None
+    ratings: pd.DataFrame,
+    hidden_reference: str | None = None,
+    anchor: str | None = None,
+    roles: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Set the ``role`` column from condition names.
 
@@ -44,28 +48,57 @@ def assign_roles(
         hidden_reference: Condition name (or a regular expression matching whole names) of the
             hidden reference; replaces any hidden-reference role set before.
         anchor: Same for the mid-range anchor.
+        roles: ``{condition name or pattern: role}`` for any role of
+            :data:`~gml.data.manifest.ROLES` (``--role NAME=ROLE``), applied after the two
+            above; a role given here is taken from the conditions it no longer matches.
 
     Returns:
         A copy with the ``role`` column.
 
     Raises:
-        ImporterError: A name that matches no condition.
+        ImporterError: A name that matches no condition, or an unknown role.
     """
     out = ratings.copy()
     if "role" not in out:
         out["role"] = ""
-    for role, name, flag in (
+    given = [
         ("hidden_reference", hidden_reference, "--hidden-reference"),
         ("mid_anchor", anchor, "--anchor"),
-    ):
+        *((role, name, "--role") for name, role in (roles or {}).items()),
+    ]
+    cleared: set[str] = set()
+    for role, name, flag in given:
         if name is None:
             continue
+        if role not in ROLES:
+            raise ImporterError(
+                f"{flag} {name!r}: unknown role {role!r}; expected one of {', '.join(ROLES)}"
+            )
         hit = _matches(out["condition"], name)
         if not hit.any():
             known = ", ".join(sorted(out["condition"].unique())[:20])
             raise ImporterError(f"{flag} {name!r}: matches no condition (conditions: {known})")
-        out.loc[out["role"].eq(role) & ~hit, "role"] = ""
+        if role not in cleared:  # names given for a role replace what the importer said
+            out.loc[out["role"].eq(role) & ~hit, "role"] = ""
+            cleared.add(role)
         out.loc[hit, "role"] = role
+    return out
+
+
+def parse_roles(specs: Iterable[str]) -> dict[str, str]:
+    """``["ref=hidden_reference", "Quality=low_anchor"]`` (``--role``) → ``{name: role}``.
+
+    Raises:
+        ImporterError: An entry without ``=`` or with an unknown role.
+    """
+    out: dict[str, str] = {}
+    for spec in specs:
+        name, sep, role = spec.rpartition("=")
+        if not sep or not name.strip() or role.strip() not in ROLES:
+            raise ImporterError(
+                f"--role {spec!r}: expected CONDITION=ROLE with ROLE one of {', '.join(ROLES)}"
+            )
+        out[name.strip()] = role.strip()
     return out
 
 

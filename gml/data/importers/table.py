@@ -12,7 +12,9 @@ required ones, ``split`` or any extra column) from the source table. A value is:
 
 An unmapped manifest column is taken from a source column of the same name when there is one.
 Source columns that are not mapped are carried through as extra columns (``--drop-unmapped``
-drops them). Audio paths are relative to ``--audio-root`` (default: the table's folder).
+drops them). ``--where COLUMN=VALUE`` (or ``COLUMN!=VALUE``; repeatable, all must hold) keeps
+only the rows of the source table whose column has (or has not) that exact text, before any
+mapping: e.g. one task of a table that holds two, without replicate trials. Audio paths are relative to ``--audio-root`` (default: the table's folder).
 Without audio (``--no-audio``) and without a mapping for ``reference`` / ``coded``,
 placeholder paths ``missing-audio/<test>/<item>/reference.wav`` and ``.../<condition>.wav``
 under the manifest's folder keep the manifest valid; they are counted as missing audio.
@@ -38,7 +40,7 @@ from gml.data.importers.base import (
 )
 from gml.data.manifest import REQUIRED_COLUMNS
 
-__all__ = ["Source", "import_table", "parse_map"]
+__all__ = ["Source", "import_table", "parse_map", "parse_where"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,48 @@ def parse_map(specs: str | Iterable[str]) -> dict[str, str]:
     return out
 
 
+def parse_where(specs: str | Iterable[str]) -> list[tuple[str, bool, str]]:
+    """``["experiment=quality", "is_replicate!=True"]`` → ``[(column, equal, value)]``.
+
+    Raises:
+        ImporterError: An entry without ``=`` or with an empty column name.
+    """
+    if isinstance(specs, str):
+        specs = [specs]
+    out = []
+    for spec in specs:
+        col, sep, value = spec.partition("=")
+        equal = not col.endswith("!")
+        col = col.rstrip("!").strip()
+        if not sep or not col:
+            raise ImporterError(
+                f"--where {spec!r}: expected COLUMN=VALUE or COLUMN!=VALUE (e.g. experiment=quality)"
+            )
+        out.append((col, equal, value.strip()))
+    return out
+
+
+def select_rows(df: pd.DataFrame, where: list[tuple[str, bool, str]], path: Path) -> pd.DataFrame:
+    """The rows of ``df`` that satisfy every ``where`` condition (exact text comparison).
+
+    Raises:
+        ImporterError: A column that the table lacks, or no row left.
+    """
+    keep = pd.Series(True, index=df.index)
+    for col, equal, value in where:
+        if col not in df.columns:
+            raise ImporterError(
+                f"--where {col}{'=' if equal else '!='}{value}: {path} has no column {col!r} "
+                f"(columns: {', '.join(df.columns)})"
+            )
+        hit = df[col].str.strip().eq(value)
+        keep &= hit if equal else ~hit
+    if not keep.any():
+        said = " and ".join(f"{c}{'=' if e else '!='}{v}" for c, e, v in where)
+        raise ImporterError(f"{path}: no row has {said} (of {len(df)} rows)")
+    return df[keep]
+
+
 def _split_entries(spec: str) -> list[str]:
     """Split on commas outside ``{...}`` (a template field may not hold one, but be safe)."""
     parts, depth, cur = [], 0, []
@@ -113,6 +157,7 @@ def import_table(
     check_audio: bool = True,
     sep: str = ",",
     drop_unmapped: bool = False,
+    where: str | Iterable[str] = (),
 ) -> ImportResult:
     """Import a CSV table of individual ratings.
 
@@ -124,6 +169,8 @@ def import_table(
         check_audio: Require every audio file to exist; False allows ratings without audio.
         sep: Field separator (``"\\t"`` for TSV).
         drop_unmapped: Leave out the source columns that no mapping uses.
+        where: ``--where`` conditions (``COLUMN=VALUE`` / ``COLUMN!=VALUE``): only the rows
+            meeting all of them are imported. Rows keep their numbers in the file for messages.
 
     Returns:
         The validated ratings; ``notes`` says where each manifest column came from.
@@ -145,6 +192,10 @@ def import_table(
     df.columns = [str(c).strip() for c in df.columns]
     if len(df) == 0:
         raise ImporterError(f"{path}: no ratings (the file has a header but no rows)")
+    conditions = parse_where(where)
+    n_read = len(df)
+    if conditions:
+        df = select_rows(df, conditions, path)
     columns = list(df.columns)
     sources = _sources(path, columns, mapping)
     # ratings without audio (statistics only): placeholder paths keep the manifest valid
@@ -179,7 +230,7 @@ def import_table(
     bases = [audio_root if audio_root is not None else path.parent]
     rows = RatingRows()
     resolved: dict[str, str] = {}
-    for i, rec in enumerate(df.to_dict("records")):
+    for i, rec in zip(df.index, df.to_dict("records")):
         where = f"{path}: row {i + 2}"
         plain = {t: _value(s, rec, {}) for t, s in sources.items() if s.kind != "template"}
         row = {t: _value(s, rec, plain) for t, s in sources.items()}
@@ -207,6 +258,9 @@ def import_table(
             row[c] = rec[c]
         rows.add(where, **row)
     notes = ["mapping: " + ", ".join(f"{t} <- {s.describe()}" for t, s in sources.items())]
+    if conditions:
+        said = " and ".join(f"{c}{'=' if e else '!='}{v}" for c, e, v in conditions)
+        notes.append(f"rows with {said}: {len(df)} of {n_read}")
     if placeholders:
         notes.append(
             f"no audio: placeholder {' and '.join(sorted(placeholders))} paths under "
@@ -243,7 +297,7 @@ def _sources(path: Path, columns: list[str], mapping: Mapping[str, str]) -> dict
             out[target] = Source("column", value)
         else:
             out[target] = Source("constant", value)
-    for col in (*REQUIRED_COLUMNS, "split"):
+    for col in (*REQUIRED_COLUMNS, "split", "role"):
         if col not in out and col in columns:
             out[col] = Source("column", col)
     return out
