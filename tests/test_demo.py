@@ -55,6 +55,10 @@ def test_manifest_schema_and_scores(small):
     ref = df[df["condition"] == "reference"]
     assert (ref["coded"] == ref["reference"]).all()
     assert not (df["reference"].str.contains("\\\\") | df["coded"].str.startswith("/")).any()
+    # the hidden reference and the anchors are marked, so evaluations report the systems apart
+    roles = df.drop_duplicates("condition").set_index("condition")["role"].fillna("")
+    assert roles.to_dict() == {c: demo.CONDITION_ROLES.get(c, "") for c in demo.CONDITIONS}
+    assert (roles == "").sum() == len(demo.CONDITIONS) - 3
 
 
 def test_two_tests_with_their_panels(small):
@@ -115,9 +119,9 @@ def test_cached_demo_of_an_older_version_is_regenerated(tmp_path):
     (root / "demo.json").write_text(json.dumps(meta))
     old = m.stat().st_ino
     assert demo.make_demo(root, progress=False, **kw) == m
-    assert json.loads((root / "demo.json").read_text())["params"]["demo_version"] == 2
+    assert json.loads((root / "demo.json").read_text())["params"]["demo_version"] == demo.DEMO_VERSION
     assert m.stat().st_ino != old
-    assert demo.demo_root(tmp_path).name.startswith("demo-v2-")
+    assert demo.demo_root(tmp_path).name.startswith(f"demo-v{demo.DEMO_VERSION}-")
 
 
 def test_deterministic(tmp_path, small):

@@ -79,6 +79,7 @@ from gml.data.demo_spec import (
     DEGRADATIONS,
     DEMO_VERSION,
     DESCRIPTION,
+    CONDITION_ROLES,
     EXTRA_COLUMNS,
     MANIFEST_COLUMNS,
     NOMINAL_STRENGTHS,
@@ -90,6 +91,7 @@ from gml.data.paths import default_cache_dir
 
 __all__ = [
     "CONDITIONS",
+    "CONDITION_ROLES",
     "DEMO_VERSION",
     "SAMPLE_RATE",
     "demo_manifest",
@@ -386,6 +388,7 @@ def _generate(out: Path, p: dict, progress: bool) -> None:
                             1,
                             f"{strength:.4f}",
                             f"{q:.2f}",
+                            CONDITION_ROLES.get(cond, ""),
                         )
                     )
     if progress:
@@ -416,6 +419,8 @@ def _generate(out: Path, p: dict, progress: bool) -> None:
             "the hidden reference and the anchors",
             "latent_quality": "quality computed from the audio (objective_distortion mapped "
             "by distortion_to_quality) from which the simulated listeners' scores are drawn",
+            "role": "hidden_reference, low_anchor (lp35), mid_anchor (lp70); empty for the "
+            "codec-like systems under test",
         },
     }
     with open(out / "demo.json", "w", encoding="utf-8") as f:
