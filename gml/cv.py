@@ -223,10 +223,9 @@ def calibrate_fold(out: Path, k: int, method: str) -> None:
 def collect(out: Path, num_folds: int, name: str, variant: str = "") -> dict:
     """Merge every fold's held-out predictions and compute pooled metrics per test set
     (``variant="calibrated"``: the calibrated models' results, into ``cv-calibrated/``)."""
-    from gml import report
-    from gml.evaluation import coverage_metrics
+    from gml import baselines, report
 
-    frames, pits, per_fold = [], [], {}
+    frames, pits, bases, per_fold = [], [], [], {}
     missing = [k for k in range(num_folds) if not _fold_done(out, k, variant)]
     if missing:
         raise GMLError(
@@ -234,27 +233,22 @@ def collect(out: Path, num_folds: int, name: str, variant: str = "") -> dict:
         )
     import json
 
+    def read(path: Path) -> pd.DataFrame:
+        return pd.read_csv(path, dtype={c: str for c in KEY}, keep_default_na=False, na_values=[""])
+
     for k in range(num_folds):
         d = _fold_dir(out, k) / _test_dir(variant)
-        f = pd.read_csv(
-            d / "predictions.csv",
-            dtype={c: str for c in KEY},
-            keep_default_na=False,
-            na_values=[""],
-        )
+        f = read(d / "predictions.csv")
         f.insert(0, "cv_fold", k)
         frames.append(f)
         if (d / "pit.csv").is_file():  # folds run by an older gml have none
-            pits.append(
-                pd.read_csv(
-                    d / "pit.csv",
-                    dtype={c: str for c in KEY},
-                    keep_default_na=False,
-                    na_values=[""],
-                )
-            )
+            pits.append(read(d / "pit.csv"))
+        if (d / "baselines.csv").is_file() and (d / "baselines.csv").stat().st_size > 1:
+            bases.append(read(d / "baselines.csv"))
         per_fold[k] = json.loads((d / "metrics.json").read_text())["test_sets"]
     allp = pd.concat(frames, ignore_index=True)
+    if "role" in allp:
+        allp["role"] = allp["role"].fillna("")
     pit = pd.concat(pits, ignore_index=True) if len(pits) == len(frames) else None
     dup = allp.duplicated(subset=KEY)
     if dup.any():
@@ -262,22 +256,31 @@ def collect(out: Path, num_folds: int, name: str, variant: str = "") -> dict:
         raise GMLError(
             f"{out}: stimulus {row['test']}/{row['item']}/{row['condition']} was held out by two folds; were the folds run with different settings?"
         )
-    results: dict[str, dict] = {}
-    for test, g in allp.groupby("test", sort=True):
-        res = report.metrics_from_predictions(g)
-        ratings = {k: g.loc[g["cv_fold"] == k, "n_listeners"].sum() for k in range(num_folds)}
+    results = baselines.subset_results(allp, pit)
+    for row, res in results.items():
+        test, _, subset = row.partition(":")
+        in_set = allp["test"].eq(test)
+        if subset:
+            in_set &= allp["role"].eq("")
+        ratings = {
+            k: allp.loc[in_set & allp["cv_fold"].eq(k), "n_listeners"].sum()
+            for k in range(num_folds)
+        }
         total = sum(ratings.values())
-        for key in ("nll", "constant_nll"):
-            vals = [(per_fold[k].get(test, {}).get(key), r) for k, r in ratings.items() if r]
+        # per-score NLLs pooled when every fold wrote them; else the folds' means, weighted
+        keys = ["constant_nll"] if "nll" in res else ["nll", "constant_nll"]
+        for key in keys:
+            vals = [(per_fold[k].get(row, {}).get(key), r) for k, r in ratings.items() if r]
             res[key] = (
                 float(sum(v * r for v, r in vals) / total)
                 if vals and all(v is not None for v, _ in vals)
                 else float("nan")
             )
-        res["n_stimuli"] = int(len(g))
-        if pit is not None:
-            res.update(coverage_metrics(pit.loc[pit["test"] == test, "pit"]))
-        results[test] = res
+    pooled_baselines = (
+        baselines.baseline_results(pd.concat(bases, ignore_index=True), allp, pit)
+        if pit is not None and len(bases) == len(frames)
+        else {}
+    )
     folds_table = {
         f"fold{k}": {
             t: {m: v for m, v in r.items() if v is not None} for t, r in per_fold[k].items()
@@ -292,6 +295,7 @@ def collect(out: Path, num_folds: int, name: str, variant: str = "") -> dict:
             "schedule": "cv",
             "folds": num_folds,
             "test_sets": results,
+            "baselines": pooled_baselines,
             "per_fold": folds_table,
         },
     )
@@ -304,7 +308,10 @@ def collect(out: Path, num_folds: int, name: str, variant: str = "") -> dict:
 
     saved = plots.save_test_set_plots(allp, pit, cv_dir)
     print(f"\n{name}: {num_folds}-fold cross-validation, pooled held-out predictions")
-    print(report.format_table(results, extra={"const NLL": "constant_nll"}))
+    print(report.format_table(results, extra=report.SCORE_COLUMNS))
+    if pooled_baselines:
+        print("\n" + report.BASELINES_TITLE)
+        print(report.format_baselines(pooled_baselines))
     print("\nper fold:")
     rows = {
         f"{t} fold{k}": {m: (np.nan if v is None else v) for m, v in r.items()}

@@ -1,5 +1,6 @@
-"""Evaluation as library code: per-test-set metrics, the constant-model NLL baseline,
-``metrics.json``, ``predictions.csv``, ``pit.csv`` and plots.
+"""Evaluation as library code: per-test-set metrics (over all stimuli and, when roles are
+known, over the systems under test), the baselines of :mod:`gml.baselines`, ``metrics.json``,
+``predictions.csv``, ``pit.csv``, ``baselines.csv`` and plots.
 
 :class:`TestReport` is a Lightning callback: ``trainer.test(model, datamodule)`` in a notebook
 writes the same files as ``gml test`` (a :class:`~gml.module.GMLModule` attaches one when the
@@ -18,7 +19,9 @@ import pandas as pd
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from gml import baselines as base
 from gml import report
+from gml.data.manifest import subset_masks
 from gml.metrics import UPDATE_KWARGS, metric_collection
 from gml.stats import STIMULUS_KEY
 
@@ -71,7 +74,10 @@ class Evaluation:
 
     Attributes:
         results: ``{test set: {metric: value}}`` (the paper's Table I columns, NLL,
-            ``constant_nll``, ``n_stimuli``, ``coverage_50`` / ``coverage_90``...).
+            ``constant_nll``, ``n_stimuli``, ``coverage_50`` / ``coverage_90``...); with roles
+            in the manifest also ``<test>:systems`` rows (no hidden reference, no anchors).
+        baselines: ``{test set: {baseline: {metric: value}}}`` for the same rows: the condition
+            oracle, the constant spread and the noise ceiling (see :mod:`gml.baselines`).
         out_dir: The folder the files were written to (None when nothing was written).
         files: The files written (``metrics.json``, ``predictions.csv``, ``pit.csv``, plots).
         predictions: The per-stimulus table of ``predictions.csv``.
@@ -79,6 +85,7 @@ class Evaluation:
     """
 
     results: dict[str, dict[str, float]] = field(default_factory=dict)
+    baselines: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     out_dir: Path | None = None
     files: list[Path] = field(default_factory=list)
     predictions: pd.DataFrame | None = None
@@ -135,11 +142,14 @@ class TestReport(Callback):
         self._metrics[dataloader_idx].update(**{k: outputs[k] for k in UPDATE_KWARGS})
         rec = {
             k: outputs[k].detach().float().cpu()
-            for k in ("pred_mean", "pred_std", "pred_ci", "pred_model_std")
+            for k in ("pred_mean", "pred_mean_raw", "pred_std", "pred_ci", "pred_model_std")
+            if k in outputs
         }
         rec["index"] = outputs["index"].cpu()
         rec["clamped"] = outputs["clamped"].cpu()
         rec["pit"] = outputs["pit"].detach().float().cpu()
+        if "nll_panel" in outputs:
+            rec["nll_panel"] = outputs["nll_panel"].detach().float().cpu()
         rec["set"] = torch.full_like(rec["index"], dataloader_idx)
         self._records.append(rec)
 
@@ -170,28 +180,49 @@ class TestReport(Callback):
         # per-stimulus columns beside the predicted CI (predictions.csv is sorted by stimulus)
         extra = pd.DataFrame(stimuli.reset_index(drop=True).loc[preds["index"], list(STIMULUS_KEY)])
         extra["clamped"] = torch.cat([r["clamped"] for r in self._records]).numpy()
+        if all("pred_mean_raw" in r for r in self._records):
+            # the head's own mean before it is clamped to the scale (how a head behaves at 100)
+            extra["predicted_mean_raw"] = torch.cat([r["pred_mean_raw"] for r in self._records])
         model_std = torch.cat([r["pred_model_std"] for r in self._records]).numpy()
         if np.isfinite(model_std).any():  # an ensemble: its members' disagreement too
             extra["predicted_model_std"] = model_std
         cols = list(frame.columns)
         at = cols.index("predicted_ci95") + 1
         frame = frame.merge(extra, on=list(STIMULUS_KEY), how="left")
-        added = [c for c in ("predicted_model_std", "clamped") if c in extra]
+        added = [c for c in ("predicted_model_std", "clamped", "predicted_mean_raw") if c in extra]
         frame = frame[cols[:at] + added + cols[at:]]
         pit = self._pit_frame(stimuli, ratings)
-        train_keys = stimuli.loc[stimuli["partition"] == "train", list(STIMULUS_KEY)]
-        train_scores = ratings.merge(train_keys, on=list(STIMULUS_KEY))["score"].to_numpy()
+        # the systems under test apart from the hidden reference and anchors, when known
+        for name, row in base.subset_results(frame, pit).items():
+            if name not in results:
+                results[name] = row
+        results = {k: results[k] for k in sorted(results, key=lambda k: k.partition(":")[::2])}
+        test_index = np.flatnonzero((stimuli["partition"] == "test").to_numpy())
+        baseline_frame = base.baseline_predictions(stimuli, test_index)
+        baselines = base.baseline_results(baseline_frame, frame, pit)
         for name in results:
+            test, _, subset = name.partition(":")
+            in_subset = self._subset_mask(stimuli, subset or "all")
+            part = stimuli["partition"].to_numpy()
+            train_keys = stimuli.loc[(part == "train") & in_subset, list(STIMULUS_KEY)]
             test_keys = stimuli.loc[
-                (stimuli["partition"] == "test") & (stimuli["test"] == name), list(STIMULUS_KEY)
+                (part == "test") & in_subset & (stimuli["test"] == test).to_numpy(),
+                list(STIMULUS_KEY),
             ]
+            train_scores = ratings.merge(train_keys, on=list(STIMULUS_KEY))["score"].to_numpy()
             test_scores = ratings.merge(test_keys, on=list(STIMULUS_KEY))["score"].to_numpy()
             results[name]["constant_nll"] = report.constant_baseline_nll(train_scores, test_scores)
             results[name]["n_stimuli"] = int(len(test_keys))
-            results[name].update(coverage_metrics(pit.loc[pit["test"] == name, "pit"]))
+            scores = pit.merge(test_keys, on=list(STIMULUS_KEY))
+            results[name].update(coverage_metrics(scores["pit"]))
         out_dir = (self.out_dir or test_output_dir(trainer, pl_module)).resolve()
         ckpt = trainer.ckpt_path or getattr(pl_module, "checkpoint_path", None)
-        files = [out_dir / "metrics.json", out_dir / "predictions.csv", out_dir / "pit.csv"]
+        files = [
+            out_dir / "metrics.json",
+            out_dir / "predictions.csv",
+            out_dir / "pit.csv",
+            out_dir / "baselines.csv",
+        ]
         report.write_json(
             files[0],
             {
@@ -202,33 +233,47 @@ class TestReport(Callback):
                 "manifest": str(dm.manifest_path()),
                 "synthetic_demo": dm.is_synthetic_demo,
                 "test_sets": results,
+                "baselines": baselines,
             },
         )
         report.atomic_write_text(files[1], frame.to_csv(index=False, float_format="%.4f"))
         report.atomic_write_text(files[2], pit.to_csv(index=False, float_format="%.5f"))
+        report.atomic_write_text(files[3], baseline_frame.to_csv(index=False, float_format="%.4f"))
         if self.plots:
             files += self._plots(trainer, frame, pit, out_dir)
         self.evaluation = Evaluation(
-            results, out_dir, files, frame, synthetic_demo=dm.is_synthetic_demo
+            results, baselines, out_dir, files, frame, synthetic_demo=dm.is_synthetic_demo
         )
 
+    @staticmethod
+    def _subset_mask(stimuli: pd.DataFrame, subset: str) -> np.ndarray:
+        masks = subset_masks(stimuli["role"] if "role" in stimuli else None)
+        return masks.get(subset, np.ones(len(stimuli), dtype=bool))
+
     def _pit_frame(self, stimuli: pd.DataFrame, ratings: pd.DataFrame) -> pd.DataFrame:
-        """One row per individual test score: the stimulus key, the score and its PIT."""
+        """One row per individual test score: the stimulus key, the score, its PIT and its NLL
+        under the model."""
         key = list(STIMULUS_KEY)
         idx = torch.cat([r["index"] for r in self._records]).numpy()
         width = max(r["pit"].shape[1] for r in self._records)
-        pit = torch.cat(
-            [
-                torch.nn.functional.pad(r["pit"], (0, width - r["pit"].shape[1]), value=np.nan)
-                for r in self._records
-            ]
-        ).numpy()
+
+        def panel(name: str) -> np.ndarray:
+            return torch.cat(
+                [
+                    torch.nn.functional.pad(r[name], (0, width - r[name].shape[1]), value=np.nan)
+                    for r in self._records
+                ]
+            ).numpy()
+
         n = stimuli["n_listeners"].to_numpy()[idx]
         # a stimulus's scores, in the order the data module put them into its batch
         scores = [g.to_numpy(dtype=float) for _, g in ratings.groupby(key, sort=True)["score"]]
         rows = stimuli.iloc[np.repeat(idx, n)][key].reset_index(drop=True)
         rows["score"] = np.concatenate([scores[i] for i in idx]) if len(idx) else []
-        rows["pit"] = pit[np.arange(width)[None, :] < n[:, None]]
+        real = np.arange(width)[None, :] < n[:, None]
+        rows["pit"] = panel("pit")[real]
+        if all("nll_panel" in r for r in self._records):
+            rows["nll"] = panel("nll_panel")[real]
         return rows
 
     def _plots(self, trainer: Trainer, frame: pd.DataFrame, pit: pd.DataFrame, out_dir: Path):

@@ -155,8 +155,9 @@ class GMLModule(L.LightningModule):
         carries (computed once, in :mod:`gml.stats`, by the data module).
 
         Shape:
-            every output ``[B]`` except ``nll`` (one per real score) and ``pit`` ``[B, N]``
-            (the predicted CDF at each listener's score; NaN for padding or without a CDF).
+            every output ``[B]`` except ``nll`` (one per real score), and ``nll_panel`` and
+            ``pit`` ``[B, N]`` (each listener's NLL, and the predicted CDF at each listener's
+            score; NaN for padding, and ``pit`` NaN without a CDF).
         """
         dist = self(batch["features"])
         scores, mask = batch["scores"], batch["mask"]
@@ -175,6 +176,7 @@ class GMLModule(L.LightningModule):
             "index": batch["index"],
             # the mean of a rating on a 0-100 slider lies on the scale: clamp, and flag it
             "pred_mean": dist.mean.clamp(*SCORE_RANGE),
+            "pred_mean_raw": dist.mean,
             "clamped": (dist.mean < SCORE_RANGE[0]) | (dist.mean > SCORE_RANGE[1]),
             "pred_std": pred_std,
             "pred_model_std": model_std,
@@ -183,6 +185,7 @@ class GMLModule(L.LightningModule):
             "subj_ci": batch["subj_ci"],
             "n_listeners": n,
             "nll": nll_each[mask],
+            "nll_panel": torch.where(mask, nll_each, torch.full_like(nll_each, float("nan"))),
             "pit": torch.where(mask, pit, torch.full_like(pit, float("nan"))),
             "loss": self.head.loss(
                 dist, batch["target"] if self.train_target == "mean" else scores, mask

@@ -156,6 +156,42 @@ def _corner_label(ax: Axes, text: str) -> None:
     )
 
 
+#: How each kind of stimulus is drawn: (label, roles, marker, colour).
+_ROLE_STYLES = (
+    ("systems", ("",), "o", "tab:blue"),
+    ("hidden reference", ("hidden_reference",), "^", "tab:red"),
+    ("anchors", ("low_anchor", "mid_anchor", "anchor"), "s", "0.35"),
+)
+
+
+def _roles(frame: pd.DataFrame) -> np.ndarray:
+    """Each row's role ("" for a system under test, and for every row without a role column)."""
+    if "role" not in frame:
+        return np.full(len(frame), "", dtype=object)
+    return frame["role"].fillna("").astype(str).to_numpy()
+
+
+def _scatter_by_role(ax: Axes, x: np.ndarray, y: np.ndarray, roles: np.ndarray) -> None:
+    """The stimuli as points, the hidden reference and the anchors marked apart."""
+    if not (roles != "").any():
+        ax.scatter(x, y, s=14, color="tab:blue", zorder=3, label=f"stimuli (n = {len(x)})")
+        return
+    for label, kinds, marker, color in _ROLE_STYLES:
+        mask = np.isin(roles, kinds)
+        if mask.any():
+            ax.scatter(x[mask], y[mask], s=16, marker=marker, color=color, zorder=3,
+                       label=f"{label} (n = {int(mask.sum())})")  # fmt: skip
+
+
+def _pearson_label(x: np.ndarray, y: np.ndarray, roles: np.ndarray) -> str:
+    """``Pearson r = …`` over all stimuli, and over the systems alone when roles are known."""
+    text = f"Pearson r = {_fmt(_pearson(x, y))}"
+    systems = roles == ""
+    if (~systems).any():
+        text += f" (all)\nr = {_fmt(_pearson(x[systems], y[systems]))} (systems)"
+    return text
+
+
 def means_figure(frame: pd.DataFrame, title: str) -> Figure:
     """Predicted vs subjective mean score per stimulus, with both 95 % CIs as error bars.
 
@@ -166,13 +202,15 @@ def means_figure(frame: pd.DataFrame, title: str) -> Figure:
     Returns:
         The figure: x = subjective mean (x error bar: subjective CI half-width), y = predicted
         mean (y error bar: predicted CI half-width), the identity line, both axes spanning the
-        MUSHRA range 0-100 (extended when points or bars exceed it), and Pearson r in a corner.
-        Stimuli with a NaN mean are left out; NaN half-widths draw no bar.
+        MUSHRA range 0-100 (extended when points or bars exceed it), and Pearson r in a corner
+        (also over the systems alone when a ``role`` column marks the hidden reference, drawn
+        as triangles, and the anchors, squares). Stimuli with a NaN mean are left out; NaN
+        half-widths draw no bar.
     """
     x, y = _column(frame, "subjective_mean"), _column(frame, "predicted_mean")
     xe, ye = _column(frame, "subjective_ci95"), _column(frame, "predicted_ci95")
     keep = np.isfinite(x) & np.isfinite(y)
-    x, y, xe, ye = x[keep], y[keep], xe[keep], ye[keep]
+    x, y, xe, ye, roles = x[keep], y[keep], xe[keep], ye[keep], _roles(frame)[keep]
 
     fig = _new_figure(5.2, 5.2)
     ax = fig.add_subplot()
@@ -195,7 +233,7 @@ def means_figure(frame: pd.DataFrame, title: str) -> Figure:
                 alpha=0.7,
                 label=label,
             )
-    ax.scatter(x, y, s=14, color="tab:blue", zorder=3, label=f"stimuli (n = {len(x)})")
+    _scatter_by_role(ax, x, y, roles)
 
     # 0-100, widened to whatever the points and bars reach
     lo, hi = _SCORE_RANGE
@@ -217,7 +255,7 @@ def means_figure(frame: pd.DataFrame, title: str) -> Figure:
     ax.set_ylabel("predicted mean score")
     ax.set_title(f"{title}: mean scores")
     ax.grid(True, alpha=0.3)
-    _corner_label(ax, f"Pearson r = {_fmt(_pearson(x, y))}")
+    _corner_label(ax, _pearson_label(x, y, roles))
     ax.legend(loc="lower right", fontsize=8)
     return fig
 
@@ -236,7 +274,7 @@ def cis_figure(frame: pd.DataFrame, title: str) -> Figure:
     """
     x, y = _column(frame, "subjective_ci95"), _column(frame, "predicted_ci95")
     keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
+    x, y, roles = x[keep], y[keep], _roles(frame)[keep]
 
     fig = _new_figure(5.2, 5.2)
     ax = fig.add_subplot()
@@ -247,7 +285,7 @@ def cis_figure(frame: pd.DataFrame, title: str) -> Figure:
         return fig
     hi = max(float(x.max()), float(y.max()), 1e-9) * 1.05
     ax.plot((0.0, hi), (0.0, hi), color="black", linewidth=0.8, linestyle="--", label="identity")
-    ax.scatter(x, y, s=14, color="tab:blue", zorder=3, label=f"stimuli (n = {len(x)})")
+    _scatter_by_role(ax, x, y, roles)
     ax.set_xlim(0.0, hi)
     ax.set_ylim(0.0, hi)
     ax.set_aspect("equal")
@@ -255,7 +293,12 @@ def cis_figure(frame: pd.DataFrame, title: str) -> Figure:
     ax.set_ylabel("predicted 95 % CI half-width")
     ax.grid(True, alpha=0.3)
     rmse = float(np.sqrt(np.mean((y - x) ** 2)))
-    _corner_label(ax, f"RMSE = {_fmt(rmse, 2)}\nPearson r = {_fmt(_pearson(x, y))}")
+    label = f"RMSE = {_fmt(rmse, 2)}\n{_pearson_label(x, y, roles)}"
+    systems = roles == ""
+    if (~systems).any() and systems.any():
+        rmse_sys = float(np.sqrt(np.mean((y[systems] - x[systems]) ** 2)))
+        label += f"\nRMSE = {_fmt(rmse_sys, 2)} (systems)"
+    _corner_label(ax, label)
     ax.legend(loc="lower right", fontsize=8)
     return fig
 

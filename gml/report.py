@@ -130,27 +130,19 @@ def write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(clean(obj), indent=2) + "\n")
 
 
-def metrics_from_predictions(frame: pd.DataFrame) -> dict[str, float]:
-    """Table metrics (all but NLL, which needs the individual scores) of one test set's
-    ``predictions.csv`` rows, computed with the same torchmetrics classes as ``gml test``."""
-    import torch
+#: Columns after Table I in printed tables: calibration and the constant model's NLL.
+SCORE_COLUMNS = {"cov50": "coverage_50", "cov90": "coverage_90", "const NLL": "constant_nll"}
 
-    from gml.metrics import metric_collection
+BASELINES_TITLE = (
+    "baselines from the same partition (no audio; the oracle knows each stimulus's condition;"
+    "\nthe noise ceiling/floor is what the true means and spreads would reach with these panels):"
+)
 
-    col = lambda c: torch.tensor(frame[c].to_numpy(dtype=float), dtype=torch.float32)  # noqa: E731
-    metrics = metric_collection()
-    metrics.update(
-        pred_mean=col("predicted_mean"),
-        pred_std=col("predicted_std"),
-        pred_ci=col("predicted_ci95"),
-        subj_mean=col("subjective_mean"),
-        subj_ci=col("subjective_ci95"),
-        n_listeners=col("n_listeners"),
-        nll=torch.full((1,), float("nan")),
-    )
-    out = {k: float(v) for k, v in metrics.compute().items()}
-    out.pop("nll")
-    return out
+
+def format_baselines(baselines: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
+    """The baseline rows of every test set (:mod:`gml.baselines`) as a plain-text table."""
+    rows = {f"{name} {b}": vals for name, per in baselines.items() for b, vals in per.items()}
+    return format_table(rows, extra={"cov50": "coverage_50", "cov90": "coverage_90"})
 
 
 def format_evaluation(evaluation) -> str:
@@ -160,7 +152,10 @@ def format_evaluation(evaluation) -> str:
     lines = []
     if evaluation.synthetic_demo:
         lines.append("Built-in demo listening test (SYNTHETIC listeners, not human data)")
-    lines.append(format_table(results, extra={"const NLL": "constant_nll"}))
+    lines.append(format_table(results, extra=SCORE_COLUMNS))
+    baselines = getattr(evaluation, "baselines", None) or {}
+    if baselines:
+        lines += ["", BASELINES_TITLE, format_baselines(baselines)]
     excluded = {n: int(r.get("ci_excluded", 0)) for n, r in results.items() if r.get("ci_excluded")}
     if excluded:
         lines.append(

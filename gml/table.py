@@ -4,7 +4,9 @@ Each run is a ``metrics.json`` written by ``gml test`` or ``gml cv`` (or a folde
 ``cv/metrics.json``, ``test-best/metrics.json`` or ``metrics.json`` are looked for, in that
 order). One row per run, the metric columns per test set, the best value per column marked
 (bold in Markdown, ``*`` in CSV). Values a model cannot produce (CI columns of the non-GML
-baseline) print as ``n/a`` and are never "best".
+baseline) print as ``n/a`` and are never "best". Below the runs, the baselines of
+:mod:`gml.baselines` (condition oracle, constant spread, noise ceiling) of the first run that
+has them, in italics and never marked best: they come from the data, not from a model.
 """
 
 from __future__ import annotations
@@ -61,6 +63,25 @@ def load_runs(paths: list[str], names: list[str] | None = None) -> list[tuple[st
     return runs
 
 
+def load_baselines(paths: list[str]) -> list[tuple[str, dict]]:
+    """``[(baseline, {test set: {metric: value}})]`` from the first run with baselines."""
+    for path in paths:
+        data = json.loads(find_metrics(path).read_text())
+        per_set = data.get("baselines") or {}
+        if per_set:
+            names = [b for per in per_set.values() for b in per]
+            out = []
+            for b in dict.fromkeys(names):
+                sets = {t: per[b] for t, per in per_set.items() if b in per}
+                sets = {
+                    t: {k: (math.nan if v is None else v) for k, v in r.items()}
+                    for t, r in sets.items()
+                }
+                out.append((f"baseline: {b}", sets))
+            return out
+    return []
+
+
 def best_marks(runs, test_sets, columns) -> set[tuple[int, str, str]]:
     """(run index, test set, metric) of the best finite value in each column."""
     marks = set()
@@ -81,11 +102,14 @@ def best_marks(runs, test_sets, columns) -> set[tuple[int, str, str]]:
     return marks
 
 
-def render(runs, fmt_name: str = "md", columns=None) -> str:
-    """The table as Markdown (``md``) or CSV (``csv``)."""
+def render(runs, fmt_name: str = "md", columns=None, baselines=()) -> str:
+    """The table as Markdown (``md``) or CSV (``csv``); ``baselines`` rows (see
+    :func:`load_baselines`) follow the runs, never marked best."""
     columns = columns or TABLE_COLUMNS
     test_sets = sorted({t for _, r in runs for t in r})
     marks = best_marks(runs, test_sets, columns)
+    n_runs = len(runs)
+    runs = list(runs) + list(baselines)
     header = ["model"] + [f"{t} {h}" for t in test_sets for _, h, _ in columns]
     rows = []
     for i, (name, res) in enumerate(runs):
@@ -97,6 +121,8 @@ def render(runs, fmt_name: str = "md", columns=None) -> str:
                 )
                 if (i, t, key) in marks:
                     cell = f"**{cell}**" if fmt_name == "md" else f"{cell}*"
+                elif i >= n_runs and fmt_name == "md" and cell != "n/a":
+                    cell = f"*{cell}*"
                 row.append(cell)
         rows.append(row)
     if fmt_name == "csv":
@@ -137,12 +163,18 @@ def main(argv: list[str]) -> None:
         action="store_true",
         help="add the coverage of the central 50 %% / 90 %% intervals (best: closest to nominal)",
     )
+    p.add_argument(
+        "--no-baselines",
+        action="store_true",
+        help="leave out the baseline rows (condition oracle, constant spread, noise ceiling)",
+    )
     args = p.parse_args(argv)
     runs = load_runs(args.runs, args.names)
+    bases = [] if args.no_baselines else load_baselines(args.runs)
     columns = list(TABLE_COLUMNS) + (COVERAGE_COLUMNS if args.coverage else [])
-    md = render(runs, "md", columns)
+    md = render(runs, "md", columns, bases)
     print(md, end="")
     if args.md:
         atomic_write_text(Path(args.md), md)
     if args.csv:
-        atomic_write_text(Path(args.csv), render(runs, "csv", columns))
+        atomic_write_text(Path(args.csv), render(runs, "csv", columns, bases))

@@ -60,11 +60,14 @@ def test_cv_pools_every_stimulus_once(cv_runs, tiny_demo):
 def test_cv_pooled_metrics_match_scipy(cv_runs):
     m = json.loads((cv_runs / "gml" / "cv" / "metrics.json").read_text())
     preds = pd.read_csv(cv_runs / "gml" / "cv" / "predictions.csv")
-    assert set(m["test_sets"]) == {"demo-music", "demo-speech"} and set(m["per_fold"]) == {
-        "fold0",
-        "fold1",
-    }
-    for test, g in preds.groupby("test"):
+    assert set(m["test_sets"]) == {
+        "demo-music", "demo-music:systems", "demo-speech", "demo-speech:systems"
+    }  # fmt: skip
+    assert set(m["per_fold"]) == {"fold0", "fold1"}
+    preds["role"] = preds["role"].fillna("")
+    systems = preds[preds["role"] == ""].assign(test=lambda f: f["test"] + ":systems")
+    assert set(preds["role"]) == {"", "hidden_reference", "low_anchor", "mid_anchor"}
+    for test, g in pd.concat([preds, systems]).groupby("test"):
         res = m["test_sets"][test]
         np.testing.assert_allclose(
             res["mean_pearson"],
@@ -82,8 +85,11 @@ def test_cv_pooled_metrics_match_scipy(cv_runs):
         w = {k: f["n_listeners"].sum() for k, f in g.groupby("cv_fold")}
         folds = [m["per_fold"][f"fold{k}"][test]["nll"] for k in sorted(w)]
         np.testing.assert_allclose(
-            res["nll"], np.average(folds, weights=[w[k] for k in sorted(w)]), rtol=1e-6
+            res["nll"], np.average(folds, weights=[w[k] for k in sorted(w)]), rtol=1e-5
         )
+        # the baselines of the same rows, pooled over the folds
+        assert set(m["baselines"][test]) == {"condition oracle", "constant spread", "noise ceiling"}
+        assert m["baselines"][test]["noise ceiling"]["n_stimuli"] == len(g)
     # pooled PIT of every held-out score, its coverage, and the plots per test set
     pit = pd.read_csv(cv_runs / "gml" / "cv" / "pit.csv")
     assert len(pit) == preds["n_listeners"].sum()
@@ -149,7 +155,16 @@ def test_table_marks_best_and_na(cv_runs, tmp_path, capsys):
     assert lines[0].startswith("| model | demo-music Rp mean ↑")
     assert lines[2].startswith("| GML |") and lines[3].startswith("| non-GML |")
     assert "n/a" in lines[3] and "**" in text
+    # the baselines follow the runs, in italics, and are never the best
+    assert [line.split(" |")[0] for line in lines[4:]] == [
+        "| baseline: condition oracle", "| baseline: constant spread", "| baseline: noise ceiling"
+    ]  # fmt: skip
+    assert "*0." in lines[4] and "**" not in "".join(lines[4:])
     table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    assert "demo-music:systems Rp mean" in table.columns
+    baseline_rows = table["model"].str.startswith("baseline: ")
+    assert baseline_rows.sum() == 3 and not baseline_rows[:2].any()
+    table = table[~baseline_rows]
     col = "demo-music Rp mean"
     starred = table[col].astype(str).str.endswith("*")
     assert starred.sum() >= 1

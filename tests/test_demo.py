@@ -119,7 +119,9 @@ def test_cached_demo_of_an_older_version_is_regenerated(tmp_path):
     (root / "demo.json").write_text(json.dumps(meta))
     old = m.stat().st_ino
     assert demo.make_demo(root, progress=False, **kw) == m
-    assert json.loads((root / "demo.json").read_text())["params"]["demo_version"] == demo.DEMO_VERSION
+    assert (
+        json.loads((root / "demo.json").read_text())["params"]["demo_version"] == demo.DEMO_VERSION
+    )
     assert m.stat().st_ino != old
     assert demo.demo_root(tmp_path).name.startswith(f"demo-v{demo.DEMO_VERSION}-")
 

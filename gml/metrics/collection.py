@@ -402,7 +402,7 @@ METRIC_KEYS: tuple[str, ...] = (
 )
 
 
-def metric_collection(prefix: str = "") -> MetricCollection:
+def metric_collection(prefix: str = "", **kwargs: Any) -> MetricCollection:
     """All per-test-set metrics; clone it per test set (``.clone(prefix="demo-music/")``).
 
     Compute groups are disabled: torchmetrics merges metrics whose states are equal after the
@@ -412,18 +412,20 @@ def metric_collection(prefix: str = "") -> MetricCollection:
 
     Args:
         prefix: prepended to every key.
+        **kwargs: passed to every metric (e.g. ``sync_on_compute=False`` for a computation over
+            data one process already holds whole, while other processes wait elsewhere).
 
     Returns:
         A :class:`~torchmetrics.MetricCollection` with keys :data:`METRIC_KEYS`.
     """
     metrics: dict[str, Metric] = {
-        "mean_pearson": MeanPearson(),
-        "mean_spearman": MeanSpearman(),
-        "outlier_ratio": OutlierRatio(),
-        "ci_pearson": CIPearson(),
-        "ci_spearman": CISpearman(),
-        "ci_rmse": CIRMSE(),
-        "nll": MeanNLL(),
-        "ci_excluded": ExcludedFromCI(),
+        "mean_pearson": MeanPearson(**kwargs),
+        "mean_spearman": MeanSpearman(**kwargs),
+        "outlier_ratio": OutlierRatio(**kwargs),
+        "ci_pearson": CIPearson(**kwargs),
+        "ci_spearman": CISpearman(**kwargs),
+        "ci_rmse": CIRMSE(**kwargs),
+        "nll": MeanNLL(**kwargs),
+        "ci_excluded": ExcludedFromCI(**kwargs),
     }
     return MetricCollection(metrics, prefix=prefix or None, compute_groups=False)
