@@ -146,9 +146,24 @@ class GMLModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         dist = self(batch["features"])
-        loss = self.head.loss(dist, batch["target"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["target"]))
+        target = batch["target"]
+        if target.dim() == 2:  # whole panels (data.train_on: panels)
+            loss, n = self.panel_loss(dist, target, batch["mask"])
+        else:
+            loss, n = self.head.loss(dist, target), len(target)
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
         return loss
+
+    def panel_loss(self, dist, scores: Tensor, mask: Tensor) -> tuple[Tensor, int]:
+        """Mean NLL over every real rating of a batch of panels: each rating weighs the same,
+        so the loss is the one a batch of per-rating triplets of these stimuli would give.
+
+        Shape:
+            scores, mask: ``[B, N]`` → a scalar and the number of ratings.
+        """
+        per_stimulus = self.head.nll(dist, scores, mask)
+        ratings = mask.sum(dim=1).to(per_stimulus.dtype)
+        return (per_stimulus * ratings).sum() / ratings.sum().clamp(min=1), int(mask.sum())
 
     def _evaluate(self, batch: dict) -> dict[str, Tensor]:
         """Predictions of a batch of whole stimuli beside the subjective statistics the batch

@@ -3,7 +3,9 @@
 Both pair every example A with a partner B from a random permutation of the batch and mix the
 labels as ``λ·y_A + (1 − λ)·y_B`` with ``λ ~ Beta(α, α)`` per example. The label is whatever
 ``batch["target"]`` holds: individual listener scores for a GML head, per-stimulus mean scores
-for the non-GML point head. The reference and coded spectrograms and the four views (L, R, M,
+for the non-GML point head. For whole panels (``[B, N]`` targets with a ``mask``), each of A's
+listeners is paired with a listener of B drawn at random, as two per-rating triplets meet in
+a shuffled batch: ``λ·s_A,j + (1 − λ)·s_B,k`` with ``k`` uniform over B's real scores. The reference and coded spectrograms and the four views (L, R, M,
 S) of an example are always mixed identically.
 
 All random numbers come from torch's global RNG on the batch's device (seed with
@@ -36,9 +38,17 @@ def _draw(alpha: float, p: float, n: int, device: torch.device) -> tuple[Tensor,
     return lam, apply
 
 
-def _mix_target(y: Tensor, lam: Tensor, perm: Tensor) -> Tensor:
+def _mix_target(y: Tensor, lam: Tensor, perm: Tensor, mask: Tensor | None = None) -> Tensor:
+    """``λ·y_A + (1 − λ)·y_B``; for panels ``[B, N]`` (``mask``: real scores) each of A's
+    scores meets a uniformly drawn real score of its partner B."""
     lam = lam.to(y.dtype) if y.is_floating_point() else lam
-    return lam * y + (1 - lam) * y[perm]
+    if y.dim() == 1:
+        return lam * y + (1 - lam) * y[perm]
+    n_b = mask[perm].sum(dim=1, keepdim=True).clamp(min=1)  # [B, 1] partner panel sizes
+    # real scores come first in a padded panel, so an index below n_b is a real one
+    pick = (torch.rand(y.shape, device=y.device) * n_b).long().clamp(max=y.shape[1] - 1)
+    partner = y[perm].gather(1, pick)
+    return lam[:, None] * y + (1 - lam[:, None]) * partner
 
 
 class _PairMix(BatchAugment):
@@ -74,7 +84,7 @@ class _PairMix(BatchAugment):
         features, lam_used = self._mix_features(x, lam, apply, perm)
         out = dict(batch)
         out["features"] = features
-        out["target"] = _mix_target(y, lam_used, perm)
+        out["target"] = _mix_target(y, lam_used, perm, batch.get("mask"))
         self.last_lam, self.last_perm = lam_used, perm
         return out
 

@@ -161,6 +161,18 @@ class StimulusDataset(Dataset):
         }
 
 
+def collate_panels(batch: list[dict]) -> dict[str, Tensor]:
+    """:func:`collate` for training on whole panels: the target is every listener's score of
+    each stimulus (``mask`` marks the real ones), so the network runs once per stimulus.
+
+    Shape:
+        as :func:`collate`, with target ``[B, N]``.
+    """
+    out = collate(batch)
+    out["target"] = out["scores"]
+    return out
+
+
 def collate(batch: list[dict]) -> dict[str, Tensor]:
     """Stack examples, zero-padding frames on both sides to the longest of the batch and
     listener scores to the largest panel (``mask`` marks real scores).
@@ -200,8 +212,11 @@ class GMLDataModule(L.LightningDataModule):
     with ``fold_role="test"`` it decides train / val / test outright; with ``fold_role="val"``
     its ``test`` rows stay the test partition and the other rows are folded.
 
-    Training examples are per-listener (stimulus, score) triplets; a head whose ``target`` is
-    ``"mean"`` (the non-GML baseline) gets one example per stimulus with its mean score.
+    Training examples are per-listener (stimulus, score) triplets (``train_on="ratings"``, the
+    paper's way), or whole stimuli with all their listeners' scores (``train_on="panels"``):
+    the same likelihood, every rating weighing the same, but the network runs once per
+    stimulus instead of once per rating. A head whose ``target`` is ``"mean"`` (the non-GML
+    baseline) gets one example per stimulus with its mean score either way.
     Validation and test batches hold whole stimuli with all their scores; there is one test
     dataloader per listening test (:attr:`test_sets` names them in order).
 
@@ -217,7 +232,8 @@ class GMLDataModule(L.LightningDataModule):
             ignored): evaluate a trained model on a listening test kept out of its training,
             e.g. ``gml test --ckpt RUN/best.ckpt --data.manifest other.csv --data.test_all true``.
         val_fraction: Fraction of the non-test items used for validation.
-        batch_size: Training batch size (ratings, or stimuli for mean-target heads).
+        batch_size: Training batch size: ratings, or stimuli with ``train_on="panels"`` and
+            for mean-target heads.
         eval_batch_size: Stimuli per validation/test batch.
         num_workers: DataLoader workers (features are in memory, so 0 is usually fastest).
         seed: Seed of the fold and validation assignment.
@@ -227,6 +243,8 @@ class GMLDataModule(L.LightningDataModule):
         train_target: What training examples carry: ``"scores"`` (one example per individual
             rating) or ``"mean"`` (one per stimulus); the head declares it (``head.target``,
             linked by ``gml fit``; checked against the model when training starts).
+        train_on: ``"ratings"`` (one training example per individual rating) or ``"panels"``
+            (one per stimulus, with all its ratings).
         align: Estimate each stimulus's codec delay and remove it before the features, as
             the listener does when it scores audio (reported as ``delay_ms``).
         demo_items: Items of the built-in demo per test (music, speech); ignored otherwise.
@@ -248,6 +266,7 @@ class GMLDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
         frontend: GammatoneFrontend | None = None,
         train_target: Literal["scores", "mean"] = "scores",
+        train_on: Literal["ratings", "panels"] = "ratings",
         align: bool = True,
         demo_items: tuple[int, int] = (16, 8),
         progress: bool = True,
@@ -285,6 +304,9 @@ class GMLDataModule(L.LightningDataModule):
         if train_target not in ("scores", "mean"):
             raise ManifestError(f"data.train_target: {train_target!r}; expected 'scores' or 'mean'")
         self.train_target = train_target
+        if train_on not in ("ratings", "panels"):
+            raise ManifestError(f"data.train_on: {train_on!r}; expected 'ratings' or 'panels'")
+        self.train_on = train_on
         self.align = bool(align)
         #: Examples of the current epoch already trained on (set when resuming mid-epoch).
         self.resume_skip = 0
@@ -463,7 +485,9 @@ class GMLDataModule(L.LightningDataModule):
             mask &= (self._stimuli.table["test"] == test).to_numpy()
         return np.flatnonzero(mask)
 
-    def _loader(self, ds: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(
+        self, ds: Dataset, batch_size: int, shuffle: bool, collate_fn=collate
+    ) -> DataLoader:
         # Under DDP each rank reads its own share: training examples shuffled per epoch (the
         # trainer sets the epoch), evaluation stimuli each exactly once (Lightning's default
         # sampler would repeat some to even out the ranks, counting them twice in the metrics)
@@ -481,7 +505,7 @@ class GMLDataModule(L.LightningDataModule):
                 batch_size=batch_size,
                 sampler=sampler,
                 num_workers=self.num_workers,
-                collate_fn=collate,
+                collate_fn=collate_fn,
                 persistent_workers=self.num_workers > 0,
             )
         if world > 1:
@@ -500,7 +524,7 @@ class GMLDataModule(L.LightningDataModule):
             shuffle=shuffle and sampler is None,
             sampler=sampler,
             num_workers=self.num_workers,
-            collate_fn=collate,
+            collate_fn=collate_fn,
             persistent_workers=self.num_workers > 0,
         )
 
@@ -509,12 +533,12 @@ class GMLDataModule(L.LightningDataModule):
         idx = self._index("train")
         if len(idx) == 0:
             raise ManifestError(f"{self.manifest_path()}: no stimuli in the training partition")
-        ds = (
-            StimulusDataset(self._stimuli, idx)
-            if self.train_target == "mean"
-            else RatingDataset(self._stimuli, idx)
-        )
-        return self._loader(ds, self.batch_size, shuffle=True)
+        if self.train_target == "mean":
+            return self._loader(StimulusDataset(self._stimuli, idx), self.batch_size, True)
+        if self.train_on == "panels":
+            ds = StimulusDataset(self._stimuli, idx)
+            return self._loader(ds, self.batch_size, True, collate_fn=collate_panels)
+        return self._loader(RatingDataset(self._stimuli, idx), self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         self._require_setup()
