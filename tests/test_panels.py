@@ -83,6 +83,7 @@ def test_fit_on_panels_through_the_cli(noise_manifest, tmp_path):
     run = fit_tiny(
         noise_manifest, tmp_path, "--data.train_on", "panels",
         "--model.augment+=gml.augment.CutMix", "--trainer.limit_train_batches", "2",
+        "--data.batch_size", "2",
     )  # fmt: skip
     assert torch.load(run / "last.ckpt", weights_only=False)["global_step"] == 2
     assert "train_on: panels" in (run / "config.yaml").read_text()
