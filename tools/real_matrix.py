@@ -317,10 +317,39 @@ def plan(name: str) -> list[dict]:
             seeds_of("small-gml", test, "gml", "small")
             seeds_of("small-cutmix", test, "cutmix", "small")
     elif name == "cpu":
-        for test in TESTS:
-            for config in ("gml", "cutmix", *HEADS):
+        # the small preset: first what ranks against the paper-size rows, then every head,
+        # then the per-rating protocol and panels with as many passes as it makes
+        for config in ("gml", "cutmix"):
+            for test in TESTS:
                 seeds_of(f"small-{config}", test, config, "small",
                          calibrate=("nll", "ci") if config == "gml" else ())  # fmt: skip
+        seeds_of("small-ratings", "barysenka", "gml", "small", train_on="ratings", epochs=10,
+                 lr=1e-4)  # fmt: skip
+        seeds_of("small-long", "barysenka", "gml", "small", epochs=240)
+        for config in HEADS:
+            for test in TESTS:
+                seeds_of(f"small-{config}", test, config, "small")
+        group = "small-ratings-cvssp"
+        rating = {
+            "test": "cvssp",
+            "config": "gml",
+            "preset": "small",
+            "train_on": "ratings",
+            "epochs": 10,
+            "lr": 1e-4,
+            "batch": 8,
+            "seeds": [0],
+            "group": group,
+        }
+        fold_jobs = [{**rating, "id": f"{group}-f{k}", "fold": k} for k in range(4)]
+        jobs += fold_jobs
+        jobs.append({"id": group, "kind": "collect", "group": group,
+                     "members": [j["id"] for j in fold_jobs]})  # fmt: skip
+        seeds_of("small-long", "cvssp", "gml", "small", epochs=240)
+        for src, dst in (("cvssp", "barysenka"), ("barysenka", "cvssp")):
+            jobs.append({"id": f"small-transfer-{src}", "kind": "transfer", "train": src,
+                         "test": [dst], "config": "gml", "preset": "small",
+                         "seeds": [0, 1, 2], **PANELS})  # fmt: skip
     else:
         raise SystemExit(f"unknown plan {name!r}; expected gpu or cpu")
     return jobs
