@@ -148,6 +148,20 @@ def test_a_signal_writes_last_ckpt_after_the_batch_and_raises_interrupted(noise_
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
 
 
+def test_a_second_signal_stops_at_once_from_the_last_checkpoint(noise_manifest, tmp_path):
+    class Twice(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.global_step == 4:
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGINT)
+
+    folder = tmp_path / "run"
+    with pytest.raises(Interrupted) as caught:
+        _fit(noise_manifest, folder, kill=Twice(), every_n_steps=3)
+    assert (caught.value.code, caught.value.step) == (130, 3)
+    assert torch.load(folder / "last.ckpt", weights_only=False)["global_step"] == 3
+
+
 # -- through the command line: metrics.csv and weights after two interruptions --------------
 
 

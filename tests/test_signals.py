@@ -99,3 +99,25 @@ def test_sigterm_then_sigint_then_resume_to_the_end(tiny_demo, tmp_path):
     train = [int(r["step"]) for r in rows if r["train/loss"]]
     assert train == list(range(len(train)))  # every step once: none lost, none repeated
     assert [int(r["epoch"]) for r in rows if r["val/loss"]] == list(range(epoch2 + 1))
+
+
+def test_a_signal_before_training_stops_at_once_and_says_there_is_nothing_to_resume(
+    noise_manifest, tmp_path, monkeypatch, capsys
+):
+    import pytest
+
+    from gml.cli import main
+    from gml.data.datamodule import GMLDataModule
+
+    def interrupted_setup(self, stage=None):  # Ctrl-C while the features are computed
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(GMLDataModule, "setup", interrupted_setup)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--config", "demo", "--data.manifest", str(noise_manifest),
+              "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")])  # fmt: skip
+    assert exit_.value.code == 130
+    err = capsys.readouterr().err
+    assert "gml: interrupted before the first checkpoint; nothing to resume" in err
+    assert signal.getsignal(signal.SIGINT) == before  # the command's handlers are gone
