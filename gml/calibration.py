@@ -33,12 +33,17 @@ from torch.distributions import Distribution, constraints
 from gml.errors import GMLError
 from gml.stats import ci_halfwidth
 
-__all__ = ["CALIBRATION_KEY", "SpreadScaled", "calibrate", "fit_spread_factors"]
+__all__ = ["CALIBRATION_KEY", "MIN_ITEMS", "SpreadScaled", "calibrate", "fit_spread_factors"]
 
 #: Key under which a calibrated checkpoint records how its factor was fitted.
 CALIBRATION_KEY = "gml_calibration"
 #: Range searched for the factor.
 FACTOR_RANGE = (0.2, 5.0)
+#: Fewer validation items than this (excerpts; a stimulus is an item under one condition)
+#: and the factor is not to be trusted: :func:`calibrate` warns. The stimuli of one item
+#: share its audio and its listeners' view of it, so items, not stimuli, are the independent
+#: evidence; with a handful of them the factor follows those items rather than the model.
+MIN_ITEMS = 5
 
 
 class SpreadScaled(Distribution):
@@ -85,11 +90,12 @@ class SpreadScaled(Distribution):
 
 
 @torch.inference_mode()
-def _validation_outputs(module, datamodule) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Head parameters, padded scores, mask and subjective CIs of the validation stimuli."""
+def _validation_outputs(module, datamodule) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Head parameters, padded scores, mask, subjective CIs and stimulus indices (rows of
+    ``datamodule.stimuli``) of the validation stimuli."""
     datamodule.setup("validate")
     loader = datamodule.val_dataloader()
-    params, scores, masks, subj_ci = [], [], [], []
+    params, scores, masks, subj_ci, index = [], [], [], [], []
     device = next(module.parameters()).device
     for batch in loader:
         raw = module.head.proj(module.backbone(batch["features"].to(device)))
@@ -97,6 +103,7 @@ def _validation_outputs(module, datamodule) -> tuple[Tensor, Tensor, Tensor, Ten
         scores.append(batch["scores"])
         masks.append(batch["mask"])
         subj_ci.append(batch["subj_ci"])
+        index.append(batch["index"])
     if not params:
         raise GMLError("calibration needs validation stimuli, and the partition has none")
     width = max(s.shape[1] for s in scores)
@@ -109,6 +116,7 @@ def _validation_outputs(module, datamodule) -> tuple[Tensor, Tensor, Tensor, Ten
         torch.cat([pad(s, 0.0) for s in scores]),
         torch.cat([pad(m, False) for m in masks]),
         torch.cat(subj_ci),
+        torch.cat(index),
     )
 
 
@@ -127,14 +135,18 @@ def fit_spread_factors(module, datamodule) -> dict[str, Any]:
     """Fit the spread factor both ways on the validation stimuli.
 
     Returns:
-        ``{"nll": c_nll, "ci": c_ci, "n_stimuli", "n_scores", "val_nll": {1, c_nll, c_ci},
-        "val_ci_rmse": {...}}`` — each method's factor and the validation figures with no
-        calibration and with either factor (so the two can be compared).
+        ``{"nll": c_nll, "ci": c_ci, "n_items", "n_stimuli", "n_scores", "val_nll": {1,
+        c_nll, c_ci}, "val_ci_rmse": {...}}`` — each method's factor, what it rests on
+        (validation items, i.e. (test, item) excerpts, stimuli and individual scores) and the
+        validation figures with no calibration and with either factor (so the two can be
+        compared).
     """
     from scipy.optimize import minimize_scalar
 
     module.eval()
-    params, scores, mask, subj_ci = _validation_outputs(module, datamodule)
+    params, scores, mask, subj_ci, index = _validation_outputs(module, datamodule)
+    stimuli = datamodule.stimuli.iloc[index.numpy()]
+    n_items = int(len(stimuli[["test", "item"]].drop_duplicates()))
     n = mask.sum(1)
     base = module.spread_distribution(params, 1.0)
     std = getattr(base, "listener_stddev", base.stddev).double().numpy()
@@ -158,6 +170,7 @@ def fit_spread_factors(module, datamodule) -> dict[str, Any]:
     return {
         "nll": c_nll,
         "ci": c_ci,
+        "n_items": n_items,
         "n_stimuli": int(len(n)),
         "n_scores": int(mask.sum()),
         "val_nll": {k: _nll(module, params, scores, mask, c) for k, c in factors.items()},
@@ -172,7 +185,11 @@ def calibrate(
     progress: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
     """Fit the spread factor of a checkpoint on its own validation stimuli and write a
-    calibrated copy (``<stem>-calibrated.ckpt`` beside it by default).
+    calibrated copy (``<stem>-calibrated.ckpt`` beside it by default: ``best.ckpt`` →
+    ``best-calibrated.ckpt``; a run folder means its ``best.ckpt``).
+
+    Warns (:class:`~gml.errors.GMLWarning`) when the validation partition has fewer than
+    :data:`MIN_ITEMS` items: such a factor can make the test figures worse.
 
     Args:
         ckpt: A ``gml fit`` checkpoint (file or run folder).
@@ -204,6 +221,18 @@ def calibrate(
     dm.train_target = module.train_target
     fit = fit_spread_factors(module, dm)
     fit.update(method=method, factor=fit[method], source=str(path.resolve()))
+    if fit["n_items"] < MIN_ITEMS:
+        import warnings
+
+        from gml.errors import GMLWarning
+
+        warnings.warn(
+            f"{path}: the spread factor {fit['factor']:.3f} rests on {fit['n_items']} "
+            f"validation item(s) ({fit['n_stimuli']} stimuli), fewer than {MIN_ITEMS}: too "
+            "few to trust; check it on held-out data (gml test) before using it",
+            GMLWarning,
+            stacklevel=2,
+        )
     raw = read_checkpoint(path)
     cfg = read_config(raw)
     cfg.setdefault("model", {})["spread_factor"] = fit["factor"]

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gml.errors import GMLError
+from gml.errors import GMLError, Interrupted
 from gml.stats import STIMULUS_KEY
 
 KEY = list(STIMULUS_KEY)
@@ -78,6 +78,26 @@ def main(argv: list[str]) -> None:
         raise GMLError("cv: --seeds is for the per-fold schedule, not --schedule paper")
     name = args.name or (Path(args.config[-1]).stem if args.config else Path(args.out).name)
     out = Path(args.out or Path("runs") / "cv" / name).resolve()
+    try:
+        _run(args, overrides, out, name)
+    except Interrupted as err:
+        # the same command continues: finished folds are kept, an interrupted one resumes
+        err.resume = continue_command(argv, out)
+        raise
+
+
+def continue_command(argv: list[str], out: Path) -> str:
+    """The ``gml cv`` command that continues an interrupted one: the same arguments, with the
+    output folder named and without ``--restart`` (which would train finished folds again)."""
+    import shlex
+
+    args = [a for a in argv if a != "--restart"]
+    if not any(a == "--out" or a.startswith("--out=") for a in args):
+        args += ["--out", str(out)]
+    return "gml cv " + shlex.join(args)
+
+
+def _run(args, overrides: list[str], out: Path, name: str) -> None:
     if args.schedule == "paper":
         paper_schedule(args, overrides, out)
         return
@@ -96,10 +116,30 @@ def main(argv: list[str]) -> None:
                 calibrate_fold(out, k, args.calibrate)
             collect(out, args.folds, f"{name} (calibrated by {args.calibrate})", "calibrated")
     else:
+        for k in folds:
+            print_fold(out, k)
         done = [k for k in range(args.folds) if _fold_done(out, k)]
         print(
-            f"gml cv: folds finished {done} of {args.folds}; merge with: gml cv --collect --out {out} --folds {args.folds}"
+            f"gml cv: folds finished {done} of {args.folds}; the pooled table of all folds comes "
+            f"from: gml cv --collect --out {out} --folds {args.folds}"
         )
+
+
+def print_fold(out: Path, k: int, variant: str = "") -> None:
+    """Print fold ``k``'s per-test-set table (its held-out stimuli), as ``gml test`` does,
+    and where its files are."""
+    import json
+
+    from gml import report
+
+    d = _fold_dir(out, k) / _test_dir(variant)
+    results = json.loads((d / "metrics.json").read_text())["test_sets"]
+    results = {
+        t: {m: (np.nan if v is None else v) for m, v in r.items()} for t, r in results.items()
+    }
+    print(f"\nfold {k}: its held-out stimuli")
+    print(report.format_table(results, extra={"const NLL": "constant_nll"}))
+    print(f"gml cv: fold {k}'s metrics.json, predictions.csv and plots are in {d}", flush=True)
 
 
 def check_folds(args, overrides: list[str]) -> None:
@@ -154,19 +194,21 @@ def _logger_args(out: Path, version: str) -> list[str]:
 
 def run_fold(args, overrides: list[str], out: Path, k: int) -> None:
     """Train fold ``k`` (held out for testing) and test its best checkpoint (with ``--seeds K``
-    the ensemble of its K seeds' best checkpoints)."""
+    the ensemble of its K seeds' best checkpoints). A fold whose training was interrupted
+    continues from its ``last.ckpt``; ``--restart`` trains it again from scratch."""
     from gml.cli import run
 
     fold_dir = _fold_dir(out, k)
     if _fold_done(out, k) and not args.restart:
         print(f"gml cv: fold {k} already finished ({fold_dir}); --restart retrains it", flush=True)
         return
-    if fold_dir.exists():
-        shutil.rmtree(fold_dir)  # an unfinished fold starts again from scratch
+    if fold_dir.exists() and args.restart:
+        shutil.rmtree(fold_dir)
     print(f"gml cv: fold {k + 1}/{args.folds} → {fold_dir}", flush=True)
     if args.seeds == 1:
         best = _train(args, overrides, out, k, f"fold{k}", [])
-        run(["test", "--ckpt", str(best), "--trainer.enable_progress_bar", "false"])
+        # its table is printed when the command ends (print_fold), or pooled by collect
+        run(["test", "--ckpt", str(best), "--trainer.enable_progress_bar", "false"], False)
         return
     # --seeds K: K models per fold (seeds 0..K-1 of seed_everything), tested as one ensemble
     members = [
@@ -182,15 +224,29 @@ def run_fold(args, overrides: list[str], out: Path, k: int) -> None:
 
 
 def _train(args, overrides: list[str], out: Path, k: int, version: str, extra: list[str]) -> Path:
-    """Train one model of fold ``k`` into ``out/version``; returns its ``best.ckpt``."""
+    """Train one model of fold ``k`` into ``out/version`` (continuing it from its
+    ``last.ckpt`` when an earlier run was interrupted); returns its ``best.ckpt``."""
     from gml.cli import run
+    from gml.cli.precheck import check_resume_folder
 
-    cli = run(
-        ["fit", *_config_args(args), *overrides, *extra,
-         "--data.num_folds", str(args.folds), "--data.fold", str(k), "--data.fold_role", "test",
-         *_logger_args(out, version)]
-    )  # fmt: skip
     run_dir = out / version
+    try:
+        check_resume_folder(str(run_dir))
+        resumable = not args.restart
+    except GMLError:
+        resumable = False
+    if resumable:
+        # its config.yaml holds the overrides already (given again, `+=` would add twice)
+        print(f"gml cv: continuing {run_dir} from its last.ckpt", flush=True)
+        cli = run(["fit", "--resume", str(run_dir)])
+    else:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)  # trained too briefly to have a last.ckpt: from scratch
+        cli = run(
+            ["fit", *_config_args(args), *overrides, *extra,
+             "--data.num_folds", str(args.folds), "--data.fold", str(k),
+             "--data.fold_role", "test", *_logger_args(out, version)]
+        )  # fmt: skip
     ckpt = cli.trainer.checkpoint_callback
     best = (
         Path(ckpt.best_model_path)
@@ -216,7 +272,11 @@ def calibrate_fold(out: Path, k: int, method: str) -> None:
         return
     fold_dir = _fold_dir(out, k)
     path, fit = calibrate(fold_dir / "best.ckpt", method, fold_dir / "best-calibrated.ckpt")
-    print(f"gml cv: fold {k} spread factor {fit['factor']:.3f} (by {method})", flush=True)
+    print(
+        f"gml cv: fold {k} spread factor {fit['factor']:.3f} (by {method}, on "
+        f"{fit['n_items']} validation items, {fit['n_stimuli']} stimuli)",
+        flush=True,
+    )
     evaluate(path, out_dir=fold_dir / _test_dir("calibrated"))
 
 
@@ -331,24 +391,33 @@ def collect(out: Path, num_folds: int, name: str, variant: str = "") -> dict:
 def paper_schedule(args, overrides: list[str], out: Path) -> None:
     """One model, ``epochs_per_fold`` epochs on each train/val partition in turn."""
     from gml.cli import run
+    from gml.cli.precheck import check_resume_folder
 
     prev = None
     cli = None
     for k in range(args.folds):
         stage = out / f"stage{k}"
-        if stage.exists():
-            shutil.rmtree(stage)
         print(
             f"gml cv (paper schedule): partition {k + 1}/{args.folds}, epochs {k * args.epochs_per_fold}-{(k + 1) * args.epochs_per_fold}",
             flush=True,
         )
-        argv = ["fit", *_config_args(args), *overrides,
-                "--data.num_folds", str(args.folds), "--data.fold", str(k), "--data.fold_role", "val",
-                "--trainer.max_epochs", str((k + 1) * args.epochs_per_fold),
-                *_logger_args(out, f"stage{k}")]  # fmt: skip
-        if prev is not None:
-            argv += ["--ckpt_path", str(prev)]
-        cli = run(argv)
+        try:
+            check_resume_folder(str(stage))
+            resumable = not args.restart
+        except GMLError:
+            resumable = False
+        if resumable:  # an interrupted (or finished) stage continues from its last.ckpt
+            cli = run(["fit", "--resume", str(stage)])
+        else:
+            if stage.exists():
+                shutil.rmtree(stage)
+            argv = ["fit", *_config_args(args), *overrides,
+                    "--data.num_folds", str(args.folds), "--data.fold", str(k), "--data.fold_role", "val",
+                    "--trainer.max_epochs", str((k + 1) * args.epochs_per_fold),
+                    *_logger_args(out, f"stage{k}")]  # fmt: skip
+            if prev is not None:
+                argv += ["--ckpt_path", str(prev)]
+            cli = run(argv)
         prev = stage / "last.ckpt"
     final = out / "final.ckpt"
     shutil.copyfile(prev, final)

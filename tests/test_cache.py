@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 import torch
@@ -111,6 +112,42 @@ def test_gml_features_precomputes_a_manifest(noise_manifest, tmp_path, capsys):
     args = ["features", "--manifest", str(noise_manifest), "--cache-dir", str(tmp_path / "c"),
             "--no-progress", "--workers", "2"]  # fmt: skip
     main(args)
-    assert "24 audio files, 24 computed, 0 already cached" in capsys.readouterr().out
+    assert "24 features computed, 0 already cached" in capsys.readouterr().out
     main(args)
-    assert "0 computed, 24 already cached" in capsys.readouterr().out
+    assert "0 features computed, 24 already cached" in capsys.readouterr().out
+
+
+def test_gml_features_covers_what_training_reads_also_after_a_codec_delay(tmp_path, capsys):
+    """Coded files with a codec delay are read after its removal: precomputed so too, a fit
+    afterwards computes no feature at all."""
+    from gml.cli import main
+
+    rng = np.random.default_rng(0)
+    t = np.arange(48000) / 48000
+    rows = []
+    for i in range(5):
+        x = np.sin(2 * np.pi * (300 + 70 * i) * t) * rng.uniform(0.2, 1, 9).repeat(6000)[:48000]
+        ref = 0.3 * np.stack([x, np.roll(x, 5)], 1) + 0.01 * rng.standard_normal((48000, 2))
+        late = np.concatenate([np.zeros((1200 + 240 * i, 2)), ref])  # 25-45 ms codec delay
+        sf.write(tmp_path / f"ref{i}.wav", ref.astype(np.float32), 48000)
+        sf.write(tmp_path / f"late{i}.wav", late.astype(np.float32), 48000)
+        rows += [
+            {"test": "t", "item": f"i{i}", "condition": c, "listener": f"L{k}",
+             "score": 40 + 10 * k + 5 * (c == "same"), "reference": f"ref{i}.wav",
+             "coded": f"{c if c == 'late' else 'ref'}{i}.wav"}
+            for c in ("same", "late") for k in range(3)
+        ]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    cache = str(tmp_path / "cache")
+    main(["features", "--manifest", str(tmp_path / "m.csv"), "--cache-dir", cache,
+          "--no-progress"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "10 stimuli (5 with a codec delay" in out and "10 features computed" in out
+    computed = FeatureCache.computed
+    main(["fit", "--config", "demo", "--data.manifest", str(tmp_path / "m.csv"),
+          "--data.cache_dir", cache, "--data.progress", "false",
+          "--model.backbone.init_args.preset", "tiny", "--trainer.max_epochs", "1",
+          "--trainer.limit_train_batches", "1", "--trainer.accelerator", "cpu",
+          "--trainer.enable_progress_bar", "false",
+          "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")])  # fmt: skip
+    assert FeatureCache.computed == computed

@@ -59,3 +59,29 @@ def test_calibrate_cli(tiny_run, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "by NLL" in out and "by CI error" in out and "<- stored" in out
     assert (tmp_path / "c.ckpt").is_file()
+
+
+def test_calibrate_names_its_output_and_what_the_factor_rests_on(tiny_run, tmp_path, capsys):
+    import shutil
+
+    from gml.calibration import MIN_ITEMS
+    from gml.checkpoint import build_datamodule
+    from gml.cli import calibrate as calibrate_cli
+
+    assert calibrate_cli.MIN_ITEMS == MIN_ITEMS
+    with pytest.raises(SystemExit):
+        main(["calibrate", "--help"])
+    assert "RUN/best-calibrated.ckpt" in " ".join(capsys.readouterr().out.split())
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    dm = build_datamodule(run / "best.ckpt", progress=False)
+    dm.setup()
+    val = dm.stimuli[dm.stimuli["partition"] == "val"]
+    items = len(val[["test", "item"]].drop_duplicates())
+    assert 0 < items < MIN_ITEMS  # the tiny run validates on too few items to trust
+    main(["calibrate", "--ckpt", str(run), "--no-progress"])
+    out, err = capsys.readouterr()
+    assert "gml: warning: " in err and f"rests on {items} validation item" in err
+    assert f"fewer than {MIN_ITEMS}: too few to trust" in err
+    assert f"validation: {items} item{'s' * (items != 1)}, {len(val)} stimuli" in out
+    assert f"gml: wrote {run / 'best-calibrated.ckpt'}" in out

@@ -457,3 +457,19 @@ def test_messages_during_a_progress_bar_get_their_own_line():
     assert before.endswith("\r") or before.endswith("\n"), repr(text)
     line = [s for s in text.replace("\r", "\n").split("\n") if "gml: error" in s][0]
     assert line == "gml: error: x.wav: not a sound file"
+
+
+def test_no_lightning_tips_or_notes_from_any_command(tiny_run, tmp_path, caplog):
+    """Lightning's INFO records (accelerator lines, the "litlogger" tip, "`weights_only` was
+    not set") are log records, not warnings: hidden in every command, also those that are
+    not fit/validate/test (here the ensemble test, which also reads two checkpoints)."""
+    import logging
+
+    logging.disable(logging.NOTSET)
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.INFO)  # as a fresh import leaves them
+    best = str(tiny_run / "best.ckpt")
+    with caplog.at_level(logging.INFO):
+        main(["test", "--ckpt", best, "--ckpt", best, "--out", str(tmp_path / "t"),
+              "--data.progress", "false", "--trainer.accelerator", "cpu"])  # fmt: skip
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith("lightning")]

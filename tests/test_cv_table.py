@@ -238,3 +238,49 @@ def test_table_coverage_columns_mark_the_closest_to_nominal():
     md = render(runs, "md", COVERAGE_COLUMNS)
     assert "t cov50 →0.5" in md
     assert "| a | 0.400 | **0.950** |" in md and "| b | **0.550** | 0.800 |" in md
+
+
+def test_an_interrupted_fold_continues_and_prints_its_table(
+    tiny_demo, tmp_path, capsys, monkeypatch
+):
+    import os
+    import shlex
+    import signal
+
+    import torch
+    from lightning.pytorch import Callback
+
+    from gml.cli.lightning import GMLCLI
+
+    class TermAt3(Callback):  # SIGTERM, as a scheduler sends it, in the second epoch
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    before_fit = GMLCLI.before_fit
+
+    def with_term(self):
+        before_fit(self)
+        self.trainer.callbacks.append(TermAt3())
+
+    out = tmp_path / "cv"
+    args = ["cv", "--config", DEMO, "--folds", "2", "--fold", "0", "--out", str(out),
+            "--data.manifest", str(tiny_demo), *BASE, "--trainer.max_epochs", "2",
+            "--trainer.log_every_n_steps", "1"]  # fmt: skip
+    monkeypatch.setattr(GMLCLI, "before_fit", with_term)
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    monkeypatch.undo()
+    assert exit_.value.code == 143
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("gml: interrupted at epoch 1 step 3; resume with: gml cv ")
+    command = shlex.split(line.split("resume with: ", 1)[1])
+    assert command[2:] == args[1:]  # the same command (its --out given)
+    main(command[1:])
+    printed = capsys.readouterr().out
+    assert f"continuing {out / 'fold0'} from its last.ckpt" in printed
+    assert "fold 0: its held-out stimuli" in printed and "demo-music" in printed
+    assert f"gml cv --collect --out {out} --folds 2" in printed
+    assert torch.load(out / "fold0" / "last.ckpt", weights_only=False)["global_step"] == 4
+    metrics = pd.read_csv(out / "fold0" / "metrics.csv")
+    assert list(metrics.loc[metrics["train/loss"].notna(), "step"]) == [0, 1, 2, 3]

@@ -13,7 +13,7 @@ import sys
 from argparse import ArgumentError
 from pathlib import Path
 
-from gml.errors import GMLError
+from gml.errors import GMLError, Interrupted
 
 #: gml's own commands: name → (module with ``main(argv)``, one-line description).
 EXTRA_COMMANDS = {
@@ -34,9 +34,46 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test")
 
 def __getattr__(name: str):
     # `from gml.cli import GMLCLI, run` keeps working without importing Lightning for `gml -h`
-    if name in ("GMLCLI", "run", "run_folder", "quiet_warnings"):
+    if name in ("GMLCLI", "run", "run_folder"):
         return getattr(importlib.import_module("gml.cli.lightning"), name)
     raise AttributeError(name)
+
+
+#: Lightning warnings that gml triggers by design (filtered by :func:`quiet_warnings`).
+_QUIET = (
+    # gml applies augmentations in the module on purpose (on the batch's device).
+    r".*overridden `on_after_batch_transfer` in `LightningModule`.*",
+    # the run folder holds config.yaml and metrics.csv beside the checkpoints by design.
+    r".*Checkpoint directory .* exists and is not empty.*",
+    r".*isinstance\(treespec, LeafSpec\).*",
+    # gml fit --resume keeps the run's metrics.csv aside while the CSV logger starts.
+    r".*Experiment logs directory .* exists and is not empty.*",
+    # evaluating a copied/moved run: the checkpoint's own folder replaces the one it recorded.
+    r".*The dirpath has changed from.*",
+    # main() hands LightningCLI the (possibly rewritten) argv on purpose.
+    r".*LightningCLI's args parameter is intended to run from within Python.*",
+    # checkpoints carry the state of gml fit's resume callback; evaluating does not need it.
+    r".*callbacks used to create the checkpoint need to be provided.*\['ResumePoint'\]",
+)
+
+
+def quiet_warnings(verbose: bool = False) -> None:
+    """Silence the Lightning warnings that gml triggers by design (see ``_QUIET``) and, unless
+    ``verbose``, Lightning's informational messages (accelerator lines, "litlogger" tips,
+    "`weights_only` was not set", "Restoring states from the checkpoint"): gml prints what a
+    run needs (its folder, its results) itself.
+
+    Those messages are log records at INFO level, not Python warnings (``PYTHONWARNINGS``
+    does not reach them), and importing Lightning gives its loggers a handler and the INFO
+    level of their own; so records at INFO and below are disabled for the process, whether
+    Lightning is imported before or after. Warnings and errors are still shown.
+    """
+    import logging
+    import warnings
+
+    for pattern in _QUIET:
+        warnings.filterwarnings("ignore", message=pattern)
+    logging.disable(logging.NOTSET if verbose else logging.INFO)
 
 
 def configs_dir() -> Path:
@@ -51,7 +88,7 @@ def resolve_config(value: str) -> str:
     Raises:
         GMLError: neither a file nor a shipped configuration (the message lists those).
     """
-    if os.path.exists(value) or value.lstrip().startswith("{"):
+    if os.path.isfile(value) or value.lstrip().startswith("{"):
         return value
     name = Path(value).name
     for candidate in (name, f"{name}.yaml"):
@@ -153,6 +190,8 @@ def main(argv: list[str] | None = None) -> None:
     debug = bool(os.environ.get("GML_DEBUG")) or "--debug" in argv
     verbose = "--verbose" in argv
     argv = [a for a in argv if a not in ("--debug", "--verbose")]
+    quiet_warnings(verbose)
+    restore = _stop_on_signals() if argv and argv[0] in (*LIGHTNING_COMMANDS, "cv") else {}
     try:
         argv = _resolve_config_args(argv)
         if argv and argv[0] == "test" and sum(_is_ckpt(a) for a in argv) > 1:
@@ -173,10 +212,13 @@ def main(argv: list[str] | None = None) -> None:
             from gml.cli.precheck import precheck
 
             precheck(argv)  # missing files answer before Lightning is imported
-        from gml.cli.lightning import quiet_warnings, run
+        from gml.cli.lightning import run
 
-        quiet_warnings(verbose)
         run(argv)
+    except Interrupted as err:
+        _close_bars()  # the line is the last thing printed, not followed by a redrawn bar
+        print(interrupted_line(err, argv[0] if argv else ""), file=sys.stderr, flush=True)
+        sys.exit(err.code)
     except (GMLError, ArgumentError) as err:  # jsonargparse raises argparse's ArgumentError
         _fail(err, debug, argv)
     except OSError as err:  # a full disk, a folder without write permission: one line too
@@ -184,6 +226,49 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("gml: interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        _restore_signals(restore)
+
+
+def _close_bars() -> None:
+    tqdm_module = sys.modules.get("tqdm")
+    if tqdm_module is not None:
+        for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
+            bar.close()
+
+
+def _raise_interrupted(signum: int, frame) -> None:
+    raise Interrupted(signum)
+
+
+def _stop_on_signals() -> dict:
+    """SIGINT and SIGTERM raise :class:`~gml.errors.Interrupted` (exit 130 / 143 with one
+    line) instead of a silent exit 1 (Lightning's Ctrl-C) or exit 0 (its SIGTERM). While a
+    model trains, :class:`gml.checkpoint.ResumePoint` takes them over and stops at the next
+    batch with a ``last.ckpt``. Returns the previous handlers."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signals(previous: dict) -> None:
+    import signal
+
+    for signum, handler in previous.items():
+        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+def interrupted_line(err: Interrupted, command: str = "") -> str:
+    """The one line ``gml`` prints for an :class:`~gml.errors.Interrupted` command."""
+    where = f" at epoch {err.epoch} step {err.step}" if err.epoch is not None else ""
+    if err.resume:
+        return f"gml: interrupted{where}; resume with: {err.resume}"
+    if command == "fit":
+        return "gml: interrupted before the first checkpoint; nothing to resume (run it again)"
+    return "gml: interrupted"
 
 
 def _fail(err: Exception, debug: bool, argv: list[str]) -> None:
@@ -197,4 +282,12 @@ def _fail(err: Exception, debug: bool, argv: list[str]) -> None:
     sys.exit(2)
 
 
-__all__ = ["EXTRA_COMMANDS", "configs_dir", "emit", "main", "resolve_config"]
+__all__ = [
+    "EXTRA_COMMANDS",
+    "configs_dir",
+    "emit",
+    "interrupted_line",
+    "main",
+    "quiet_warnings",
+    "resolve_config",
+]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 
+#: Kept in step with gml.calibration.MIN_ITEMS (not imported: --help stays free of torch).
+MIN_ITEMS = 5
+
 
 def main(argv: list[str]) -> None:
     """Entry point of ``gml calibrate``."""
@@ -12,17 +15,26 @@ def main(argv: list[str]) -> None:
         prog="gml calibrate",
         description="Fit one factor on the predicted listener spread on the checkpoint's own "
         "validation stimuli, by the NLL of individual scores or by CI error (both are fitted "
-        "and reported), and write <ckpt>-calibrated.ckpt.",
+        "and reported), and write a calibrated copy beside the checkpoint: NAME.ckpt -> "
+        "NAME-calibrated.ckpt (RUN/best.ckpt or the run folder RUN -> "
+        "RUN/best-calibrated.ckpt). Warns when the validation partition has fewer than "
+        f"{MIN_ITEMS} items (too few to trust the factor).",
     )
     p.add_argument("--ckpt", required=True, help="checkpoint (best.ckpt) or run folder")
     p.add_argument("--method", choices=("nll", "ci"), default="nll", help="factor to store")
-    p.add_argument("--out", help="calibrated checkpoint (default <ckpt>-calibrated.ckpt)")
+    p.add_argument(
+        "--out", help="calibrated checkpoint (default: NAME-calibrated.ckpt beside NAME.ckpt)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     from gml.calibration import calibrate
 
     path, fit = calibrate(args.ckpt, args.method, args.out, progress=not args.no_progress)
-    print(f"validation: {fit['n_stimuli']} stimuli, {fit['n_scores']} individual scores")
+    print(
+        f"validation: {fit['n_items']} item{'s' * (fit['n_items'] != 1)}, "
+        f"{fit['n_stimuli']} stimuli, "
+        f"{fit['n_scores']} individual scores (the factor rests on these)"
+    )
     print(f"{'spread factor':<16}{'factor':>8}{'val NLL':>10}{'val CI RMSE':>13}")
     for key, label in (("none", "none"), ("nll", "by NLL"), ("ci", "by CI error")):
         factor = 1.0 if key == "none" else fit[key]

@@ -17,9 +17,10 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 
 from gml.atomic import atomic_write_text
 from gml.checkpoint import EmbedConfig, ResumePoint, read_config, resolve_checkpoint
+from gml.cli import quiet_warnings  # noqa: F401 - re-exported: gml.cli.lightning.quiet_warnings
 from gml.cli.precheck import check_resume_folder
 from gml.data.datamodule import GMLDataModule
-from gml.errors import GMLError
+from gml.errors import GMLError, Interrupted
 from gml.module import GMLModule
 
 EVAL_SUBCOMMANDS = ("validate", "test")
@@ -78,10 +79,16 @@ class GMLCLI(LightningCLI):
             parser.add_argument("--resume", help="continue a killed run (its run folder)")
             parser.add_argument("--verbose", action="store_true", help="keep Lightning's messages")
         parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+        if "weights_only" in parser.get_defaults():
+            # gml checkpoints hold tensors and plain values only: read them without unpickling
+            # code, and say so (Lightning would otherwise note its own default each time)
+            parser.set_defaults(weights_only=True)
         return parser
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # last.ckpt: every epoch end, during epochs (last_checkpoint.every_minutes), on signals
+        parser.add_lightning_class_args(ResumePoint, "last_checkpoint")
         # the model owns its frontend and its head declares its training target: the data
         # module gets both from the model, so they cannot disagree
         parser.link_arguments("model.frontend", "data.frontend", apply_on="instantiate")
@@ -93,7 +100,8 @@ class GMLCLI(LightningCLI):
                 "checkpoint.monitor": "val/loss",
                 "checkpoint.mode": "min",
                 "checkpoint.filename": "best",
-                "checkpoint.save_last": True,
+                # last.ckpt is gml's own (last_checkpoint): Lightning's would be a second file
+                "checkpoint.save_last": False,
                 "checkpoint.auto_insert_metric_name": False,
                 "model.optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-4}},
             }
@@ -111,7 +119,7 @@ class GMLCLI(LightningCLI):
         if self.subcommand != "fit":
             # only training writes a run folder; evaluating must not drop config.yaml in cwd
             trainer.callbacks = [
-                c for c in trainer.callbacks if not isinstance(c, SaveConfigCallback)
+                c for c in trainer.callbacks if not isinstance(c, SaveConfigCallback | ResumePoint)
             ]
         return trainer
 
@@ -126,6 +134,10 @@ class GMLCLI(LightningCLI):
         for cb in self.trainer.callbacks:
             if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
                 cb.dirpath = str(run_dir)
+            if isinstance(cb, ModelCheckpoint) and Path(cb.dirpath).resolve() == run_dir:
+                cb.save_last = False  # ResumePoint writes the one last.ckpt (older configs: True)
+            if isinstance(cb, ResumePoint) and cb.dirpath is None and not self.trainer.fast_dev_run:
+                cb.dirpath = run_dir
             if isinstance(cb, SaveConfigCallback):
                 cb.save_to_log_dir = False  # written below, into the run folder, atomically
         if self.trainer.is_global_zero and not self.trainer.fast_dev_run:
@@ -137,9 +149,6 @@ class GMLCLI(LightningCLI):
             # said now, so that a run killed before it ends still tells where it went
             print(f"gml: run folder {run_dir}", flush=True)
         self.trainer.callbacks.append(EmbedConfig(config_yaml))
-        if not self.trainer.fast_dev_run:
-            # last.ckpt also during an epoch, so that a killed run resumes where it was
-            self.trainer.callbacks.append(ResumePoint(run_dir, every_minutes=10.0))
 
     def before_instantiate_classes(self) -> None:
         # a relative logger save_dir (the configs' "runs") lives under default_root_dir
@@ -155,7 +164,7 @@ class GMLCLI(LightningCLI):
     def _config_yaml(self) -> str:
         parser = self._parser(self.subcommand)
         cfg = yaml.safe_load(parser.dump(self.config[self.subcommand], skip_none=False))
-        for key in ("config", "ckpt_path", "ckpt", "resume", "debug", "verbose"):
+        for key in ("config", "ckpt_path", "ckpt", "resume", "debug", "verbose", "weights_only"):
             cfg.pop(key, None)
         # the frontend's settings as used, so a later gml keeps computing the same features
         frontend = self.model.frontend
@@ -186,8 +195,9 @@ class GMLCLI(LightningCLI):
                 f"  best.ckpt  {best}"
                 + (f"  ({ckpt.monitor} = {float(score):.4f})" if score is not None else "")
             )
-        if ckpt is not None and ckpt.last_model_path:
-            lines.append(f"  last.ckpt  {ckpt.last_model_path}")
+        last = [c.path for c in self.trainer.callbacks if isinstance(c, ResumePoint) and c.saved]
+        if last:
+            lines.append(f"  last.ckpt  {last[0]}")
         if (run_dir / "config.yaml").is_file():
             lines.append(f"  config     {run_dir / 'config.yaml'}")
         if best:
@@ -200,11 +210,14 @@ class GMLCLI(LightningCLI):
         # gml prints its own per-test-set table (after_test); Lightning's would repeat it.
         self.trainer.test(**{**kwargs, "verbose": False})
 
+    #: Print the per-test-set table after ``test`` (``gml cv`` prints it at its end instead).
+    print_test_report: bool = True
+
     def after_test(self) -> None:
         from gml import report
         from gml.evaluation import TestReport
 
-        if not self.trainer.is_global_zero:
+        if not self.trainer.is_global_zero or not self.print_test_report:
             return
         reports = [c for c in self.trainer.callbacks if isinstance(c, TestReport)]
         evaluation = reports[0].evaluation if reports else None
@@ -250,7 +263,8 @@ def _expand_resume(argv: list[str]) -> list[str]:
         return argv
     run_dir = check_resume_folder(run)
     # Lightning's CSVLogger deletes an existing metrics.csv when it starts: keep it aside,
-    # GMLCLI.before_fit puts it back and the resumed run appends to it
+    # GMLCLI.before_fit puts it back (ResumePoint then makes it the one last.ckpt recorded,
+    # for checkpoints written before gml recorded it: as it is) and the run appends to it
     kept = run_dir / METRICS_KEPT
     if (run_dir / "metrics.csv").is_file() and not kept.exists():
         os.replace(run_dir / "metrics.csv", kept)
@@ -287,42 +301,37 @@ def _expand_ckpt(argv: list[str]) -> tuple[list[str], str | None]:
     return [argv[0], "--config", tmp, "--ckpt_path", ckpt, *rest], tmp
 
 
-_QUIET = (
-    # gml applies augmentations in the module on purpose (on the batch's device).
-    r".*overridden `on_after_batch_transfer` in `LightningModule`.*",
-    # the run folder holds config.yaml and metrics.csv beside the checkpoints by design.
-    r".*Checkpoint directory .* exists and is not empty.*",
-    r".*isinstance\(treespec, LeafSpec\).*",
-    # gml fit --resume keeps the run's metrics.csv aside while the CSV logger starts.
-    r".*Experiment logs directory .* exists and is not empty.*",
-    # evaluating a copied/moved run: the checkpoint's own folder replaces the one it recorded.
-    r".*The dirpath has changed from.*",
-    # main() hands LightningCLI the (possibly rewritten) argv on purpose.
-    r".*LightningCLI's args parameter is intended to run from within Python.*",
-    # checkpoints carry the state of gml fit's resume callback; evaluating does not need it.
-    r".*callbacks used to create the checkpoint need to be provided.*\['ResumePoint'\]",
-)
+def _resumed_folder(argv: list[str]) -> Path | None:
+    """The run folder a ``fit`` resumes from its ``last.ckpt`` (``--ckpt_path RUN/last.ckpt``),
+    if it is still resumable."""
+    for k, a in enumerate(argv[:-1]):
+        if a == "--ckpt_path" and Path(argv[k + 1]).name == "last.ckpt":
+            folder = Path(argv[k + 1]).parent
+            if (folder / "config.yaml").is_file() and (folder / "last.ckpt").is_file():
+                return folder
+    return None
 
 
-def quiet_warnings(verbose: bool = False) -> None:
-    """Silence the Lightning warnings that gml triggers by design (see ``_QUIET``) and, unless
-    ``verbose``, Lightning's start-up banner (accelerator lines, tips): gml prints what a run
-    needs (its folder, its results) itself."""
-    import logging
-    import warnings
-
-    for pattern in _QUIET:
-        warnings.filterwarnings("ignore", message=pattern)
-    if not verbose:
-        for name in ("lightning.pytorch", "lightning.fabric"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+class _NoTestReportCLI(GMLCLI):
+    print_test_report = False
 
 
-def run(argv: list[str]) -> GMLCLI:
-    """Run one LightningCLI subcommand (``--ckpt`` expanded); errors propagate."""
+def run(argv: list[str], print_report: bool = True) -> GMLCLI:
+    """Run one LightningCLI subcommand (``--ckpt`` expanded); errors propagate.
+    ``print_report=False``: ``test`` writes its reports without printing its table.
+
+    Raises:
+        Interrupted: a signal stopped it; for ``fit`` with a ``last.ckpt`` to resume from, its
+            ``resume`` is the ``gml fit --resume`` command that continues the run.
+    """
     argv, tmp = _expand_ckpt(_expand_resume(list(argv)))
     try:
-        return GMLCLI(args=argv)
+        return (GMLCLI if print_report else _NoTestReportCLI)(args=argv)
+    except Interrupted as err:
+        folder = err.folder if err.folder is not None else _resumed_folder(argv)
+        if argv and argv[0] == "fit" and folder is not None and err.resume is None:
+            err.resume = f"gml fit --resume {shlex.quote(str(folder))}"
+        raise
     finally:
         if tmp and os.path.exists(tmp):
             os.unlink(tmp)

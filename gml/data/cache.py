@@ -56,6 +56,14 @@ class FeatureCache:
             listener computes them, on the frontend's device.
     """
 
+    #: Files computed at once when ``workers`` is not given (None: the number of CPU cores);
+    #: ``gml features --workers`` sets it for the caches the data module makes.
+    default_workers: int | None = None
+    #: Entries computed, and entries read from disk, by all caches of this process (a
+    #: diagnostic: ``gml features`` reports them, tests check that nothing is recomputed).
+    computed: int = 0
+    read: int = 0
+
     def __init__(
         self,
         frontend: GammatoneFrontend,
@@ -66,7 +74,7 @@ class FeatureCache:
         self.frontend = frontend
         self.dir = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "features"
         self.progress = progress
-        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.workers = max(1, workers or self.default_workers or os.cpu_count() or 1)
         settings = json.dumps(
             {"v": CACHE_VERSION, **frontend.settings()}, sort_keys=True, default=str
         )
@@ -124,7 +132,7 @@ class FeatureCache:
         missing = [(pair, k) for pair, k in todo.items() if k not in known]
         if missing:
             bar = _progress(len(missing), "codec delays", self.progress)
-            with ThreadPoolExecutor(self.workers) as pool:
+            with ThreadPoolExecutor(self.workers) as pool, _cancel_on_exit(pool):
                 futures = [(k, pool.submit(estimate_delay, *pair, rate)) for pair, k in missing]
                 for k, fut in futures:
                     known[k] = fut.result().samples
@@ -186,20 +194,37 @@ class FeatureCache:
             cached = self._read(entry)
             if cached is not None:
                 out[item] = cached
+                FeatureCache.read += 1
             else:
                 todo.append((item, path, skip, entry))
         self._save_stamps()
         if todo:
             self.dir.mkdir(parents=True, exist_ok=True)
             bar = _progress(len(todo), "gammatone features", self.progress)
-            with torch.no_grad(), ThreadPoolExecutor(self.workers) as pool:
+            with torch.no_grad(), ThreadPoolExecutor(self.workers) as pool, _cancel_on_exit(pool):
                 # threads: decoding, resampling and the FFTs release the GIL
                 futures = [(it, pool.submit(self._compute, p, k, e)) for it, p, k, e in todo]
                 for item, fut in futures:
                     out[item] = fut.result()
+                    FeatureCache.computed += 1
                     bar.update(1)
             bar.close()
         return out
+
+
+class _cancel_on_exit:
+    """On an exception (an interrupt, a file that fails), cancel the files not started yet:
+    the pool's own exit would compute every one of them before the exception goes on."""
+
+    def __init__(self, pool: ThreadPoolExecutor):
+        self.pool = pool
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 class _NoBar:

@@ -507,6 +507,9 @@ class GMLDataModule(L.LightningDataModule):
                 num_workers=self.num_workers,
                 collate_fn=collate_fn,
                 persistent_workers=self.num_workers > 0,
+                # each epoch's iterator draws its seed from here, not from torch's global
+                # generator: a run resumed at an epoch end continues the augmentations exactly
+                generator=torch.Generator().manual_seed(self.seed),
             )
         if world > 1:
             from torch.utils.data import DistributedSampler
