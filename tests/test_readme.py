@@ -103,3 +103,13 @@ def test_python_api_example_shows_the_numbers_with_long_paths(tiny_run, tmp_path
     assert header.split() == ["coded", "mean", "ci95", "q05", "q95"]
     assert not any("..." in line for line in lines)
     assert sum(str(cod) in line for line in lines) == 1
+
+
+def test_readme_lists_every_command():
+    from gml.cli import EXTRA_COMMANDS, LIGHTNING_COMMANDS
+
+    text = README.read_text(encoding="utf-8")
+    listed = re.search(r"`gml --help` lists the commands \(([^)]*)\)", text).group(1)
+    assert sorted(re.findall(r"`([a-z]+)`", listed)) == sorted(
+        [*LIGHTNING_COMMANDS, *EXTRA_COMMANDS]
+    )

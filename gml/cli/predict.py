@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pandas is imported when a command runs, so that --help answ
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gml predict",
-        description="Predict the MUSHRA listening-test result (mean, listener spread, 95 %% CI "
+        description="Predict the MUSHRA listening-test result (mean, listener spread, 95 % CI "
         "for N listeners, quantiles) of reference/coded audio pairs with a trained listener.",
     )
     g = p.add_argument_group("input (one form)")
