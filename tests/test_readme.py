@@ -113,3 +113,9 @@ def test_readme_lists_every_command():
     assert sorted(re.findall(r"`([a-z]+)`", listed)) == sorted(
         [*LIGHTNING_COMMANDS, *EXTRA_COMMANDS]
     )
+
+
+def test_importers_doc_names_no_folder_a_user_does_not_have():
+    """docs/importers.md is read by users, who have no ``../shared`` development folder."""
+    doc = (README.parent / "docs" / "importers.md").read_text(encoding="utf-8")
+    assert "shared/" not in doc
