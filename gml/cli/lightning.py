@@ -21,6 +21,7 @@ from gml.cli.precheck import check_resume_folder
 from gml.data.datamodule import GMLDataModule
 from gml.errors import GMLError
 from gml.module import GMLModule
+from gml.progress import RunProgress
 
 EVAL_SUBCOMMANDS = ("validate", "test")
 
@@ -137,6 +138,7 @@ class GMLCLI(LightningCLI):
             # said now, so that a run killed before it ends still tells where it went
             print(f"gml: run folder {run_dir}", flush=True)
         self.trainer.callbacks.append(EmbedConfig(config_yaml))
+        self.trainer.callbacks.append(RunProgress())  # one line over all epochs, with an ETA
         if not self.trainer.fast_dev_run:
             # last.ckpt also during an epoch, so that a killed run resumes where it was
             self.trainer.callbacks.append(ResumePoint(run_dir, every_minutes=10.0))
