@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+import torch
 
 import gml
 from gml.cli import main
@@ -150,3 +151,23 @@ def test_csv_and_json_lists_carry_the_warnings(tiny_run, files, tmp_path, capsys
     assert table["warnings"][0] == "" and "silent.wav is silent" in table["warnings"][1]
     records = json.loads((tmp_path / "preds.json").read_text())
     assert records[0]["warnings"] == [] and len(records[1]["warnings"]) == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_a_gpu_the_same_warnings_and_intervals(tiny_run, files):
+    """On a GPU, with worker processes (the delay searched and the peaks read on the
+    device) and without (the thread path), the same lines and slider intervals as on CPU."""
+    refs = [files["reference"], files["reference"], files["reference"], files["mono_ref"]]
+    cods = [files["coded"], files["other"], files["quiet"], files["coded"]]
+    with pytest.warns(GMLWarning):
+        cpu = gml.load(tiny_run, device="cpu").predict(refs, cods, progress=False)
+    for workers in (0, 2):
+        with gml.load(tiny_run, device="cuda", workers=workers) as lis:
+            with pytest.warns(GMLWarning):
+                gpu = lis.predict(refs, cods, progress=False)
+        assert list(gpu["warnings"].map(len)) == [0, 1, 1, 1]
+        for a, b in zip(cpu["warnings"], gpu["warnings"]):
+            # the same checks fire; figures in them may differ in the last digit
+            assert [x.split(":")[0] for x in a] == [x.split(":")[0] for x in b]
+        for col in ("ci95_low", "ci95_high", "slider_mean", "slider_std"):
+            np.testing.assert_allclose(gpu[col], cpu[col], atol=1e-3)
