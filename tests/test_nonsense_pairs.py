@@ -111,12 +111,14 @@ def test_each_nonsense_pair_warns_once_and_says_so_in_the_result(listener, files
 
 def test_lists_carry_a_warnings_column_also_from_worker_processes(tiny_run, files):
     """A DataFrame of many pairs has one list of warnings per row; the worker-process
-    reading path (which searches the delay in the worker and the peaks on the model's
-    device) gives the same lines as the one-pair path."""
+    reading path (the peaks read on the model's device, the delay searched in the workers
+    or, as on a GPU, batched on the model's device) gives the same lines as the one-pair
+    path."""
     refs = [files["reference"], files["reference"], files["reference"], files["short_ref"]]
     cods = [files["coded"], files["other"], files["silent"], files["short_cod"]]
-    for workers in (0, 1):
+    for workers, on_device in ((0, False), (1, False), (1, True)):
         with gml.load(tiny_run, device="cpu", workers=workers) as lis:
+            lis.delay_on_device = on_device  # (the GPU default) delays_of_heads_torch
             with pytest.warns(GMLWarning):
                 frame = lis.predict(refs, cods, progress=False)
         assert list(frame["warnings"].map(len)) == [0, 1, 1, 1]
