@@ -142,14 +142,15 @@ class Panels:
         self.ci95 = ci_halfwidth(std, n)
 
     def summary(self) -> pd.DataFrame:
-        """One row per panel: ``panel, mean, ci95, low, high``."""
+        """One row per panel: ``panel, mean, ci95, low, high``; ``low, high`` is the panel's
+        CI, ``mean ∓ ci95``, cut at 0 and 100 (as :func:`slider_interval`)."""
         return pd.DataFrame(
             {
                 "panel": np.arange(len(self.means)),
                 "mean": self.means,
                 "ci95": self.ci95,
-                "low": self.means - self.ci95,
-                "high": self.means + self.ci95,
+                "low": np.clip(self.means - self.ci95, *SCALE),
+                "high": np.clip(self.means + self.ci95, *SCALE),
             }
         )
 

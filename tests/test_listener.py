@@ -120,6 +120,16 @@ def test_simulated_scores_stay_on_the_scale():
     assert scores.min() >= 0 and scores.max() <= 100 and (scores == 100).mean() > 0.2
 
 
+def test_simulated_panel_intervals_stay_on_the_scale():
+    """A panel near the bottom of the scale: its CI is cut at 0, like ci95_low/high."""
+    panels = Panels(simulate_panels(Logistic(torch.tensor(1.0), torch.tensor(4.0)), 10, 200))
+    table = panels.summary()
+    assert table["low"].min() == 0.0 and table["high"].max() <= 100.0
+    assert (table["mean"] - table["ci95"]).min() < 0  # (which a plain mean - ci95 leaves)
+    inside = table["mean"] - table["ci95"] >= 0
+    np.testing.assert_allclose(table.loc[inside, "low"], (table["mean"] - table["ci95"])[inside])
+
+
 def test_listener_simulate(listener, tmp_path):
     ref, cod = write_pair(tmp_path)
     panels = listener.simulate(ref, cod, n_listeners=15, n_panels=50, seed=3)
