@@ -708,8 +708,8 @@ class Listener:
         distribution clipped to 0–100 (a draw below 0 is a 0, above 100 a 100). For ``Y`` on
         ``[a, b]``, ``E[Y] = a + ∫ P(Y > x) dx`` and ``E[Y²] = a² + ∫ 2x P(Y > x) dx`` over
         ``(a, b)``, by the midpoint rule on :attr:`slider_grid` points; for an ensemble, the
-        members' means are averaged and their variances (as for ``std``). Without a CDF,
-        the clamped ``mean`` and ``std``.
+        members' means and variances are averaged (as for ``std``). Without a CDF, the
+        clamped ``mean`` and ``std``.
 
         Shape:
             comps: per member, the windows' distributions ``[N]``; owner: ``[N]``;
@@ -751,7 +751,9 @@ class Listener:
 
         Args:
             params: Per pair ``[W_i, members, num_params]`` (its windows' head parameters).
-            prepared: Per pair ``(windows, spans, ref_info, cod_info, delay)``.
+            prepared: Per pair ``(windows, spans, ref_info, cod_info, delay, facts)``
+                (:meth:`_pair_from`; without ``facts`` the checks that need them are left
+                out). Each pair's warnings are issued here (:meth:`_check_pair`).
             keep_distribution: Build each pair's distribution object (one pair: its
                 :attr:`Prediction.distribution`; lists leave it out).
         """
