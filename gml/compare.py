@@ -61,6 +61,7 @@ __all__ = [
     "compare_items",
     "compare_matched",
     "comparison_figure",
+    "curve_items",
     "first_reaching",
     "format_overall",
     "format_table",
@@ -567,6 +568,7 @@ def _markdown_table(header: list[str], cells: list[list[str]]) -> str:
 
 def _report_text(c: Comparison, plot_name: str, csv_name: str, curves_name: str) -> str:
     meta = c.meta
+    shown = curve_items(c)  # the items of the figure's power panel
     lines = ["# Codec comparison A - B", ""]
     if meta.get("checkpoint"):
         lines.append(f"- checkpoint: `{meta['checkpoint']}`")
@@ -606,6 +608,9 @@ def _report_text(c: Comparison, plot_name: str, csv_name: str, curves_name: str)
         "",
         f"![mean differences and power]({plot_name})",
         "",
+        f"The power panel shows {_curves_text(c, shown)}"
+        + ("." if len(shown) == len(c.items) else f": {', '.join(shown)}."),
+        "",
         f"Files: [{csv_name}]({csv_name}) (the table), [{curves_name}]({curves_name}) "
         "(simulated power for every N).",
         "",
@@ -616,10 +621,39 @@ def _report_text(c: Comparison, plot_name: str, csv_name: str, curves_name: str)
 # ----------------------------------------------------------------------------- files
 
 
-def comparison_figure(comparison: Comparison, max_curves: int = 6) -> Figure:
+#: Items whose power curves the figure draws at most (all items when there are no more).
+MAX_CURVES = 12
+
+
+def curve_items(comparison: Comparison, max_curves: int = MAX_CURVES) -> list[str]:
+    """The items whose power curves :func:`comparison_figure` draws: all of them when there
+    are at most ``max_curves``, else ``max_curves`` spread over the range of their power at
+    N listeners (for each of ``max_curves`` evenly spaced power values, the nearest item not
+    yet chosen), so that items of intermediate power are among them, in item order."""
+    items = comparison.items
+    names = [str(n) for n in items["name"]]
+    if len(names) <= max_curves:
+        return names
+    power = items["power"].to_numpy(dtype=float)
+    chosen: list[int] = []
+    for target in np.linspace(power.min(), power.max(), max_curves):
+        free = [i for i in range(len(names)) if i not in chosen]
+        chosen.append(min(free, key=lambda i: (abs(power[i] - target), i)))
+    return [names[i] for i in sorted(chosen)]
+
+
+def _curves_text(comparison: Comparison, shown: list[str]) -> str:
+    """What the power panel shows, for its title and the report."""
+    m = len(comparison.items)
+    if len(shown) == m:
+        return f"all {m} items"
+    return f"{len(shown)} of {m} items, spread over their power at N = {comparison.n_listeners}"
+
+
+def comparison_figure(comparison: Comparison, max_curves: int = MAX_CURVES) -> Figure:
     """(a) Per-item mean difference A − B with its 95 % CI (and the all-items one); (b)
-    simulated power vs N over all items and for up to ``max_curves`` items (all when there
-    are that few, else items spread over the range of |A − B|)."""
+    simulated power vs N over all items and for the items of :func:`curve_items` (all when
+    there are at most ``max_curves``); the panel's title says which."""
     from gml.plots import _new_figure
 
     c = comparison
@@ -666,12 +700,7 @@ def comparison_figure(comparison: Comparison, max_curves: int = 6) -> Figure:
 
     curves = c.curves.loc[c.curves.index <= max(c.max_listeners, c.n_listeners)]
     ns = curves.index.to_numpy()
-    if m <= max_curves:
-        shown = list(items["name"])
-    else:
-        order = items.assign(abs_diff=items["mean_diff"].abs()).sort_values("abs_diff")
-        pick = np.unique(np.linspace(0, m - 1, max_curves).round().astype(int))
-        shown = list(order["name"].iloc[pick])
+    shown = curve_items(c, max_curves)
     for name in shown:
         ax_p.plot(ns, curves[name], linewidth=1.0, alpha=0.8, label=Path(str(name)).stem)
     ax_p.plot(ns, curves[ALL_ITEMS], color="black", linewidth=2.2, label=ALL_ITEMS)
@@ -682,9 +711,9 @@ def comparison_figure(comparison: Comparison, max_curves: int = 6) -> Figure:
     ax_p.set_xlim(2, ns[-1])
     ax_p.set_xlabel("listeners N")
     ax_p.set_ylabel("power (share of significant panels)")
-    ax_p.set_title(f"(b) paired t-test power, {c.n_panels} panels")
+    ax_p.set_title(f"(b) paired t-test power, {c.n_panels} panels\n{_curves_text(c, shown)}")
     ax_p.grid(True, alpha=0.3)
-    ax_p.legend(fontsize=7, loc="lower right")
+    ax_p.legend(fontsize=7, loc="lower right", ncol=2 if len(shown) > 6 else 1)
     return fig
 
 

@@ -23,6 +23,7 @@ from gml import baselines as base
 from gml import report
 from gml.data.manifest import subset_masks
 from gml.metrics import UPDATE_KWARGS, metric_collection
+from gml.quiet import quiet_lightning
 from gml.stats import STIMULUS_KEY
 
 __all__ = ["Evaluation", "TestReport", "coverage_metrics", "evaluate", "test_output_dir"]
@@ -296,6 +297,7 @@ def _gather(records: list[dict]) -> list[dict]:
     return [r for part in parts for r in part]
 
 
+@quiet_lightning()  # no Lightning banner or by-design warnings, as with `gml test`
 def evaluate(
     model,
     manifest: str | None = None,

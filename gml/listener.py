@@ -22,7 +22,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,7 @@ __all__ = [
     "load_module",
     "quantiles",
     "simulate_panels",
+    "slider_interval",
 ]
 
 #: Probabilities of the reported quantiles (5, 25, 50, 75, 95 %).
@@ -141,16 +142,27 @@ class Panels:
         self.ci95 = ci_halfwidth(std, n)
 
     def summary(self) -> pd.DataFrame:
-        """One row per panel: ``panel, mean, ci95, low, high``."""
+        """One row per panel: ``panel, mean, ci95, low, high``; ``low, high`` is the panel's
+        CI, ``mean ∓ ci95``, cut at 0 and 100 (as :func:`slider_interval`)."""
         return pd.DataFrame(
             {
                 "panel": np.arange(len(self.means)),
                 "mean": self.means,
                 "ci95": self.ci95,
-                "low": self.means - self.ci95,
-                "high": self.means + self.ci95,
+                "low": np.clip(self.means - self.ci95, *SCALE),
+                "high": np.clip(self.means + self.ci95, *SCALE),
             }
         )
+
+
+def slider_interval(mean: float, std: float, n_listeners: int) -> tuple[float, float]:
+    """The 95 % CI a test with ``n_listeners`` listeners would report, from the mean and SD
+    of scores as a slider records them (see :attr:`Prediction.ci95_low`): ``mean ±
+    t(0.975, N − 1) · std / √N``, cut at 0 and 100 where it reaches beyond them (the mean of
+    slider scores cannot; cutting a confidence interval to the values possible keeps its
+    coverage). NaN where ``mean`` or ``std`` is."""
+    half = ci_halfwidth(std, n_listeners)
+    return float(np.clip(mean - half, *SCALE)), float(np.clip(mean + half, *SCALE))
 
 
 @dataclass
@@ -166,7 +178,16 @@ class Prediction:
         model_std: Disagreement of an ensemble's members (standard deviation of their means);
             NaN for one model.
         members: Number of models.
-        ci95: t-based 95 % CI half-width a test with ``n_listeners`` listeners would give.
+        ci95: t-based 95 % CI half-width a test with ``n_listeners`` listeners would give,
+            from the model's spread (``std``).
+        ci95_low, ci95_high: The 95 % CI such a test would report, from scores as a slider
+            records them (the model's distribution clipped to 0–100): their mean ± the
+            t-based half-width of their SD, cut at 0 and 100 (:func:`slider_interval`).
+            Always inside the scale; equal to ``mean ± ci95`` (to rounding) when the model
+            puts next to nothing outside 0–100.
+        slider_mean, slider_std: Mean and listener SD of those slider scores (what a test's
+            mean and SD estimate; for an ensemble, the members' means averaged and their
+            variances, as for ``std``).
         q05, q25, q50, q75, q95: Quantiles of an individual listener's score (0–100), from the
             whole predictive distribution (for an ensemble: listener spread and model
             disagreement together).
@@ -177,6 +198,9 @@ class Prediction:
             the features were computed (see :mod:`gml.features.delay`); 0 with ``align=False``.
         windows: Number of analysis windows combined.
         reference_rate, reference_channels, coded_rate, coded_channels: The files as read.
+        warnings: One line per reason the score may not mean what it seems (unrelated or
+            silent signals, a very short excerpt, mono against stereo, a low sample rate, a
+            length mismatch); each was also issued as a :class:`~gml.errors.GMLWarning`.
         distribution: The head's distribution (a mixture over the analysis windows); not
             written to files.
         per_window: One row per window (``start, end, mean, std``) when asked for.
@@ -190,6 +214,10 @@ class Prediction:
     model_std: float
     members: int
     ci95: float
+    ci95_low: float
+    ci95_high: float
+    slider_mean: float
+    slider_std: float
     q05: float
     q25: float
     q50: float
@@ -204,6 +232,7 @@ class Prediction:
     reference_channels: int
     coded_rate: int
     coded_channels: int
+    warnings: list[str] = field(default_factory=list)
     distribution: Distribution | None = field(default=None, repr=False, compare=False)
     per_window: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
@@ -221,6 +250,19 @@ class Prediction:
 PREDICTION_FIELDS = tuple(
     f for f in Prediction.__dataclass_fields__ if f not in ("distribution", "per_window")
 )
+
+
+class _PairFacts(NamedTuple):
+    """What a prepared pair carries for :meth:`Listener._check_pair` besides the headers.
+
+    Attributes:
+        correlation: The delay search's normalised correlation (None: no search).
+        peaks: The loudest feature value of the reference and of the coded signal: a ``[2]``
+            tensor while the pair is prepared, floats once read with the statistics.
+    """
+
+    correlation: float | None
+    peaks: Any
 
 
 #: Held while a prefetch thread and the model share the torch threads of a caller
@@ -493,7 +535,7 @@ class Listener:
 
     def _pair_windows(self, reference: AudioInput, coded: AudioInput):
 
-        delay = 0
+        delay, correlation = 0, None
         if self.align:
             from gml.features.delay import HEAD_SECONDS, estimate_delay
             from gml.features.stream import decode_short_file
@@ -504,17 +546,25 @@ class Listener:
             # its blocks), so that remembered features never cost a whole decoding
             short = min(self.block_seconds, HEAD_SECONDS)
             reference, coded = (decode_short_file(s, short) for s in (reference, coded))
-            delay = estimate_delay(
-                reference, coded, self.frontend.settings()["sample_rate"]
-            ).samples
+            found = estimate_delay(reference, coded, self.frontend.settings()["sample_rate"])
+            delay, correlation = found.samples, found.correlation
         # drop the delay from the start of the later signal, so frames compare the same sound
         ref, ref_info = self._features(reference, skip=max(0, -delay))
         cod, cod_info = self._features(coded, skip=max(0, delay))
-        return self._prepared_pair(ref, cod, ref_info, cod_info, delay)
+        return self._prepared_pair(ref, cod, ref_info, cod_info, delay, correlation)
 
-    def _prepared_pair(self, ref: Tensor, cod: Tensor, ref_info, cod_info, delay: int):
-        """``(windows, spans, ref_info, cod_info, delay)`` of a pair from its two aligned
-        spectrograms: the shorter zero-padded on both sides, cut into windows.
+    def _prepared_pair(
+        self,
+        ref: Tensor,
+        cod: Tensor,
+        ref_info,
+        cod_info,
+        delay: int,
+        correlation: float | None = None,
+    ):
+        """``(windows, spans, ref_info, cod_info, delay, facts)`` of a pair from its two
+        aligned spectrograms: the shorter zero-padded on both sides, cut into windows
+        (``facts``: what :meth:`_check_pair` needs besides the files' headers).
 
         Shape:
             ref, cod: ``[4, bands, T_ref]``, ``[4, bands, T_cod]``; windows: each
@@ -524,48 +574,163 @@ class Listener:
 
         t = max(ref.shape[-1], cod.shape[-1])
         pair = torch.stack([pad_frames(ref, t), pad_frames(cod, t)], dim=1)  # [4, 2, bands, T]
-        return self._pair_from(pair, ref_info, cod_info, delay)
+        return self._pair_from(pair, ref_info, cod_info, delay, correlation)
 
-    def _pair_from(self, pair: Tensor, ref_info, cod_info, delay: int):
+    def _pair_from(
+        self,
+        pair: Tensor,
+        ref_info,
+        cod_info,
+        delay: int,
+        correlation: float | None = None,
+        peaks: Tensor | None = None,
+    ):
         """:meth:`_prepared_pair` of a pair already padded and stacked.
 
+        Args:
+            correlation: The delay search's normalised correlation (None: not searched).
+            peaks: The loudest value of the reference's and of the coded signal's features
+                (computed from ``pair`` when not given).
+
         Shape:
-            pair: ``[4, 2, bands, T]``.
+            pair: ``[4, 2, bands, T]``; peaks: ``[2]`` (on any device: read with the
+            statistics, see :meth:`_predictions`).
         """
-        self._check_pair(ref_info, cod_info, delay)
+        if peaks is None:
+            peaks = pair.amax(dim=(0, 2, 3))
         spans = self._windows(pair.shape[-1])
-        return [pair[..., s:e] for s, e in spans], spans, ref_info, cod_info, delay
+        facts = _PairFacts(correlation, peaks)
+        return [pair[..., s:e] for s, e in spans], spans, ref_info, cod_info, delay, facts
 
     #: Warn when the aligned signals' lengths differ by more than this (seconds).
     max_length_difference: float = 1.0
     #: Warn below this sample rate: the gammatone bands above its Nyquist frequency are empty.
     min_sample_rate: int = 16000
+    #: Warn when the excerpt (the longer signal) is shorter than this (seconds): listening
+    #: tests, and the material a listener is trained on, use excerpts of several seconds.
+    min_duration: float = 1.0
+    #: Warn when a signal's loudest gammatone band (RMS over one 80 ms frame) stays below
+    #: this level in dB relative to full scale over the whole excerpt: (near) silence.
+    silence_dbfs: float = -70.0
+    #: Warn when the waveforms correlate less than this at every delay the search tries
+    #: (normalised cross-correlation over the first 30 s; needs ``align``): unrelated
+    #: signals. Real coded, low-passed and source-separated signals stayed above it
+    #: (docs/errors.md); the delay search itself removes no delay below 0.3.
+    unrelated_correlation: float = 0.1
 
-    def _check_pair(self, ref_info, cod_info, delay: int) -> None:
-        """Warnings for pairs that can be scored but may not mean what the user thinks."""
+    def _check_pair(self, ref_info, cod_info, delay: int, facts=None) -> list[str]:
+        """Warnings for pairs that can be scored but may not mean what the user thinks: each
+        is issued as a :class:`~gml.errors.GMLWarning` and returned (one line each), for
+        :attr:`Prediction.warnings`.
+
+        Args:
+            facts: The pair's :class:`_PairFacts`, with the peaks already read to the host
+                (floats); None leaves out the checks that need them.
+        """
         import warnings
 
         from gml.errors import GMLWarning
 
+        notes = []
         for info in (ref_info, cod_info):
             if info.sample_rate < self.min_sample_rate:
-                warnings.warn(
+                notes.append(
                     f"{info.source}: sample rate {info.sample_rate} Hz; the bands above "
                     f"{info.sample_rate // 2} Hz are empty, so the score compares less of the "
-                    "spectrum than for full-band audio",
-                    GMLWarning,
-                    stacklevel=4,
+                    "spectrum than for full-band audio"
                 )
         fs = self.frontend.settings()["sample_rate"]
         diff = cod_info.duration - ref_info.duration - delay / fs
         if abs(diff) > self.max_length_difference:
-            warnings.warn(
+            notes.append(
                 f"{cod_info.source} is {abs(diff):.2f} s {'longer' if diff > 0 else 'shorter'} "
                 f"than its reference {ref_info.source} after removing a {1000 * delay / fs:.0f} "
-                "ms delay; the shorter one is zero-padded on both sides",
-                GMLWarning,
-                stacklevel=4,
+                "ms delay; the shorter one is zero-padded on both sides"
             )
+        if ref_info.channels != cod_info.channels:
+            mono_coded = cod_info.channels == 1
+            notes.append(
+                f"{cod_info.source} is {'mono' if mono_coded else 'stereo'} and its reference "
+                f"{ref_info.source} {'stereo' if mono_coded else 'mono'}; the mono one is used "
+                "as L = R, so the difference in stereo image counts as a degradation"
+            )
+        duration = max(ref_info.duration, cod_info.duration)
+        if duration < self.min_duration:
+            notes.append(
+                f"{cod_info.source} and its reference {ref_info.source} last {duration:.2f} s, "
+                f"less than {self.min_duration:g} s; listening tests (and the training "
+                "material) use excerpts of several seconds, so the score means little"
+            )
+        silent = False
+        if facts is not None:
+            levels = [self._dbfs(p) for p in facts.peaks]
+            consequence = (
+                "there is nothing to compare the coded signal with",
+                "a silent signal is not a coded version of its reference",
+            )
+            for info, level, why in zip((ref_info, cod_info), levels, consequence):
+                if level < self.silence_dbfs:
+                    silent = True
+                    if level <= self._dbfs(0.0):
+                        what = f"silent (all its bands at the features' floor, {level:.0f} dBFS)"
+                    else:
+                        what = (
+                            f"near-silent (its loudest band peaks at {level:.0f} dBFS, below "
+                            f"{self.silence_dbfs:g})"
+                        )
+                    notes.append(f"{info.source} is {what}: {why}, so the score means little")
+        if facts is not None and facts.correlation is not None and not silent:
+            if facts.correlation < self.unrelated_correlation:
+                notes.append(
+                    f"{cod_info.source} and its reference {ref_info.source} look unrelated: "
+                    f"their waveforms correlate at most {facts.correlation:.2f} (below "
+                    f"{self.unrelated_correlation:g}) at any delay within ±0.5 s, so the score "
+                    "of the pair means little (a different excerpt?)"
+                )
+        for note in notes:
+            warnings.warn(note, GMLWarning, stacklevel=6)
+        return notes
+
+    def _dbfs(self, peak: float) -> float:
+        """A value of the frontend's features (dB above its floor) as the band RMS in dB
+        relative to full scale (-90 for silence at the default floor)."""
+        s = self.frontend.settings()
+        return (float(peak) + s["abs_floor_db"]) * 20.0 / s["db_scale"]
+
+    #: Points of the midpoint rule over the scale that gives the slider scores' moments
+    #: (the step is 0.5 points: the SD is off by well under 0.01 points).
+    slider_grid: int = 200
+
+    def _slider_moments(
+        self, comps: list, per_pair: Callable, owner: Tensor, mean: Tensor, std: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Mean and listener SD of the scores as a slider records them: each member's
+        distribution clipped to 0–100 (a draw below 0 is a 0, above 100 a 100). For ``Y`` on
+        ``[a, b]``, ``E[Y] = a + ∫ P(Y > x) dx`` and ``E[Y²] = a² + ∫ 2x P(Y > x) dx`` over
+        ``(a, b)``, by the midpoint rule on :attr:`slider_grid` points; for an ensemble, the
+        members' means and variances are averaged (as for ``std``). Without a CDF, the
+        clamped ``mean`` and ``std``.
+
+        Shape:
+            comps: per member, the windows' distributions ``[N]``; owner: ``[N]``;
+            mean, std: ``[pairs]`` → two ``[pairs]`` (float64).
+        """
+        lo, hi = SCALE
+        step = (hi - lo) / self.slider_grid
+        x = lo + step * (torch.arange(self.slider_grid, dtype=torch.float64) + 0.5)
+        x = x.to(mean.device)[:, None]  # [G, 1]
+        try:
+            means, variances = [], []
+            for c in comps:
+                at = x.to(c.mean.dtype).expand(-1, owner.numel())  # [G, N]
+                above = 1.0 - per_pair(c.cdf(at))  # [G, pairs]: P(Y > x)
+                m = lo + step * above.sum(0)
+                second = lo**2 + step * (2.0 * x * above).sum(0)
+                means.append(m)
+                variances.append((second - m**2).clamp_min(0.0))
+        except NotImplementedError:
+            return mean.clamp(lo, hi), std
+        return torch.stack(means).mean(0), torch.stack(variances).mean(0).sqrt()
 
     def _predictions(
         self,
@@ -586,7 +751,9 @@ class Listener:
 
         Args:
             params: Per pair ``[W_i, members, num_params]`` (its windows' head parameters).
-            prepared: Per pair ``(windows, spans, ref_info, cod_info, delay)``.
+            prepared: Per pair ``(windows, spans, ref_info, cod_info, delay, facts)``
+                (:meth:`_pair_from`; without ``facts`` the checks that need them are left
+                out). Each pair's warnings are issued here (:meth:`_check_pair`).
             keep_distribution: Build each pair's distribution object (one pair: its
                 :attr:`Prediction.distribution`; lists leave it out).
         """
@@ -633,9 +800,23 @@ class Listener:
         except NotImplementedError:
             p_out = torch.full_like(mean, float("nan"))
         q = _bisect_quantiles(cdf, mean, total_std, QUANTILES)  # [Q, pairs]
+        slider_mean, slider_std = self._slider_moments(comps, per_pair, owner, mean, std)
+        # each pair's peaks (for _check_pair); 5-tuples (no facts) leave the silence check out
+        facts = [meta[5] if len(meta) > 5 else None for meta in prepared]
+        peaks = torch.stack(
+            [
+                f.peaks.to(device).double() if f is not None else mean.new_full((2,), np.nan)
+                for f in facts
+            ],
+            dim=1,
+        )  # [2, pairs]
         # every figure to the host in one transfer (on a GPU: one wait for a whole chunk)
-        figures = torch.cat([torch.stack([mean, std, model_std, p_out.double()]), q]).cpu()
-        (mean, std, model_std, p_out), q = figures[:4].tolist(), figures[4:].T.tolist()
+        figures = torch.cat(
+            [torch.stack([mean, std, model_std, p_out.double(), slider_mean, slider_std]), q, peaks]
+        ).cpu()
+        (mean, std, model_std, p_out, slider_mean, slider_std) = figures[:6].tolist()
+        q = figures[6 : 6 + len(QUANTILES)].T.tolist()
+        peaks = figures[6 + len(QUANTILES) :].T.tolist()
         if per_window or keep_distribution:
             params = list(torch.split(flat.cpu(), counts))
 
@@ -646,7 +827,10 @@ class Listener:
             window_std = torch.stack([c.variance for c in comps]).mean(0).sqrt().cpu()
         first = np.cumsum(counts) - np.asarray(counts)
         out = []
-        for i, (_, spans, ref_info, cod_info, delay) in enumerate(prepared):
+        for i, (_, spans, ref_info, cod_info, delay, *_) in enumerate(prepared):
+            fact = None if facts[i] is None else facts[i]._replace(peaks=peaks[i])
+            notes = self._check_pair(ref_info, cod_info, delay, fact)
+            low, high = slider_interval(slider_mean[i], slider_std[i], n_listeners)
             window_table = None
             if per_window:
                 rows = slice(int(first[i]), int(first[i] + counts[i]))
@@ -669,6 +853,10 @@ class Listener:
                     model_std=model_std[i],
                     members=members,
                     ci95=float(ci_halfwidth(std[i], n_listeners)),
+                    ci95_low=low,
+                    ci95_high=high,
+                    slider_mean=slider_mean[i],
+                    slider_std=slider_std[i],
                     **{
                         f"q{round(p * 100):02d}": float(np.clip(q[i][j], *SCALE))
                         for j, p in enumerate(QUANTILES)
@@ -682,6 +870,7 @@ class Listener:
                     reference_channels=ref_info.channels,
                     coded_rate=cod_info.sample_rate,
                     coded_channels=cod_info.channels,
+                    warnings=notes,
                     distribution=self._distribution(params[i]) if keep_distribution else None,
                     per_window=window_table,
                 )
@@ -992,6 +1181,7 @@ class Listener:
         layouts = [signal_layout(it, key, host["pcm16"].numel()) for it, key in signals]
         lengths = [n for *_, n in layouts]
         delays = [it["delay"] for it in pairs]
+        correlations = [it.get("correlation") for it in pairs]
         search = [j for j, d in enumerate(delays) if d is None]  # left to this device
         if search:
             # the heads estimate_delay reads: the first analysis + max-delay seconds, (L + R) / 2
@@ -1005,7 +1195,7 @@ class Listener:
             k = len(search)
             found = delays_of_heads_torch(monos[:k], heads[:k], monos[k:], heads[k:], fs)
             for j, f in zip(search, found):
-                delays[j] = f.samples
+                delays[j], correlations[j] = f.samples, f.correlation
         # drop the delay from the start of the later signal
         skips = [max(0, -d) for d in delays] + [max(0, d) for d in delays]
         frames = [self.frontend.num_frames(max(0, n - k)) for n, k in zip(lengths, skips)]
@@ -1047,10 +1237,14 @@ class Listener:
                 inverse[i] = position
             spec = spec[values_on(self.device, inverse)]
         spec = spec.view(2, count, *spec.shape[1:]).transpose(0, 1)  # [B, 2, 4, bands, T]
+        padded = self._padded_pairs(spec, frames)
+        peaks = padded.amax(dim=(1, 3, 4))  # [B, 2]: each signal's loudest value, one kernel
         return [
-            self._pair_from(pair[..., :t], it["reference_info"], it["coded_info"], delay)
-            for pair, t, it, delay in zip(
-                self._padded_pairs(spec, frames), self._pair_frames(frames), pairs, delays
+            self._pair_from(
+                pair[..., :t], it["reference_info"], it["coded_info"], delay, corr, peak
+            )
+            for pair, t, it, delay, corr, peak in zip(
+                padded, self._pair_frames(frames), pairs, delays, correlations, peaks
             )
         ]
 

@@ -299,3 +299,67 @@ def test_cli_errors_are_one_line(tmp_path, capsys, change, message):
     err = capsys.readouterr().err
     assert err.startswith("gml: error:") and message in err
     assert len(err.strip().splitlines()) == 1
+
+
+def _mixed_power_items(zeros: int, large: int, seed_shift: float = 0.0):
+    """Items with no difference (power ~ alpha), one of intermediate power (A - B = 6 with
+    SD(A-B) 14: about 0.4 with 20 listeners) and items with a large difference (power 1),
+    in that order."""
+    diffs = [0.0] * zeros + [6.0] + [25.0 + k for k in range(large)]
+    a = [normal(50.0 + d, 10.0) for d in diffs]
+    b = [normal(50.0 + seed_shift, 10.0) for _ in diffs]
+    names = [f"item{k:02d}" for k in range(len(diffs))]
+    return compare_items(a, b, n_listeners=20, n_panels=400, seed=0, max_listeners=20,
+                         names=names), names[zeros]  # fmt: skip
+
+
+def _panel_labels(fig) -> tuple[list[str], str]:
+    ax = fig.axes[1]
+    return [t.get_text() for t in ax.get_legend().get_texts()], ax.get_title()
+
+
+def test_the_power_panel_shows_every_item_up_to_twelve(tmp_path):
+    """10 items, one of intermediate power: every item has its curve (the panel showed 6,
+    spread over |A - B|, and left out the intermediate one), and the title says so."""
+    from gml.compare import comparison_figure, write_report
+
+    c, middle = _mixed_power_items(zeros=3, large=6)
+    assert 0.15 < float(c.items.set_index("name").loc[middle, "power"]) < 0.85
+    labels, title = _panel_labels(comparison_figure(c))
+    assert sorted(labels) == sorted([*c.items["name"], ALL_ITEMS]) and "all 10 items" in title
+    write_report(c, tmp_path / "report.md")
+    assert "The power panel shows all 10 items." in (tmp_path / "report.md").read_text()
+
+
+def test_many_items_show_twelve_spread_over_their_power_and_say_which(tmp_path):
+    from gml.compare import comparison_figure, curve_items, write_report
+
+    c, middle = _mixed_power_items(zeros=10, large=19)
+    shown = curve_items(c)
+    assert len(shown) == 12 and middle in shown
+    labels, title = _panel_labels(comparison_figure(c))
+    assert sorted(labels) == sorted([*shown, ALL_ITEMS])
+    assert "12 of 30 items, spread over their power at N = 20" in title
+    write_report(c, tmp_path / "report.md")
+    report = (tmp_path / "report.md").read_text()
+    assert "The power panel shows 12 of 30 items, spread over their power at N = 20: " in report
+    assert ", ".join(shown) in report
+
+
+@pytest.mark.parametrize("command", ["compare", "predict"])
+def test_help_prints_percent_signs_once(command, capsys):
+    from gml.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and "95 % CI" in out and "%%" not in out
+
+
+def test_readme_says_where_the_compare_report_goes():
+    from pathlib import Path
+
+    from gml.cli.compare import DEFAULT_OUT
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"`{DEFAULT_OUT.as_posix()}`" in readme and "per_item.csv" in readme

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -261,6 +262,28 @@ def test_webmushra_paths_relative_to_config_or_audio_root(tmp_path):
         import_webmushra([res], [cfg], out_dir=tmp_path)
     ok = import_webmushra([res], [cfg], out_dir=tmp_path, audio_root=moved)
     assert ok.manifest.ratings["reference"].str.startswith(str(moved.resolve())).all()
+
+
+def test_webmushra_audio_through_a_symlink_below_the_manifest_is_relative(tmp_path, capsys):
+    """Audio reached through a symbolic link below the manifest's folder (the webMUSHRA
+    folder's resources linked to a store elsewhere) is written relative to the manifest, as
+    for any file below it, not as the link's absolute target; the manifest reads back."""
+    store = tmp_path / "store"
+    cfg = _config(store, "t1")  # the audio lives in the store...
+    study = tmp_path / "study"
+    (study / "wm" / "configs").mkdir(parents=True)
+    # ...and the study's webMUSHRA folder reaches it through a link
+    (study / "wm" / "configs" / "resources").symlink_to(store / "configs" / "resources")
+    shutil.copy(cfg, study / "wm" / "configs" / "t1.yaml")
+    res = _results(study / "wm" / "results" / "t1" / "mushra.csv", "t1", [(ANSWERS[0], 40)],
+                   uuid=True)  # fmt: skip
+    out = study / "manifest.csv"
+    _gml("webmushra", res, "--config", study / "wm" / "configs" / "t1.yaml", "--out", out)
+    capsys.readouterr()
+    raw = pd.read_csv(out, dtype=str)
+    for col in ("reference", "coded"):
+        assert raw[col].str.startswith(("wm/configs/resources/audio/t1/", "anchors/")).all()
+    assert Manifest.read(out).stimuli()["n_listeners"].eq(1).all()  # the files are found
 
 
 def test_webmushra_no_audio_counts_missing(tmp_path):

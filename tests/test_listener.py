@@ -120,6 +120,16 @@ def test_simulated_scores_stay_on_the_scale():
     assert scores.min() >= 0 and scores.max() <= 100 and (scores == 100).mean() > 0.2
 
 
+def test_simulated_panel_intervals_stay_on_the_scale():
+    """A panel near the bottom of the scale: its CI is cut at 0, like ci95_low/high."""
+    panels = Panels(simulate_panels(Logistic(torch.tensor(1.0), torch.tensor(4.0)), 10, 200))
+    table = panels.summary()
+    assert table["low"].min() == 0.0 and table["high"].max() <= 100.0
+    assert (table["mean"] - table["ci95"]).min() < 0  # (which a plain mean - ci95 leaves)
+    inside = table["mean"] - table["ci95"] >= 0
+    np.testing.assert_allclose(table.loc[inside, "low"], (table["mean"] - table["ci95"])[inside])
+
+
 def test_listener_simulate(listener, tmp_path):
     ref, cod = write_pair(tmp_path)
     panels = listener.simulate(ref, cod, n_listeners=15, n_panels=50, seed=3)
@@ -140,6 +150,67 @@ def test_clamped_mean_is_flagged(listener, tmp_path, monkeypatch):
     monkeypatch.setattr(head, "score_offset", -80.0)  # push every prediction below 0
     pred = listener.predict(ref, cod)
     assert pred.clamped and pred.mean == 0.0 and pred.q05 == 0.0 and pred.p_outside > 0.5
+
+
+@pytest.mark.parametrize("offset", [-80.0, -10.0, 0.0, 100.0, 40.0])
+def test_the_ci_is_that_of_slider_scores_and_stays_on_the_scale(
+    listener, tmp_path, monkeypatch, offset
+):
+    """``ci95_low``/``ci95_high`` come from scores as a slider records them (the predicted
+    distribution clipped to 0-100): never outside the scale, centred on the clipped
+    distribution's mean when not cut, and equal to mean ± ci95 away from the ends."""
+    ref, cod = write_pair(tmp_path)
+    monkeypatch.setattr(listener.module.head, "score_offset", offset)
+    pred = listener.predict(ref, cod, n_listeners=20)
+    assert 0.0 <= pred.ci95_low <= pred.ci95_high <= 100.0
+    clipped = pred.distribution.sample((400_000,)).double().clamp(0, 100)
+    assert pred.slider_mean == pytest.approx(float(clipped.mean()), abs=0.1)
+    assert pred.slider_std == pytest.approx(float(clipped.std()), abs=0.1)
+    half = sps.t.ppf(0.975, 19) * pred.slider_std / math.sqrt(20)
+    assert pred.ci95_low == pytest.approx(max(0.0, pred.slider_mean - half), abs=1e-9)
+    assert pred.ci95_high == pytest.approx(min(100.0, pred.slider_mean + half), abs=1e-9)
+    if pred.p_outside < 1e-3:  # away from the ends: the model's own interval
+        assert pred.ci95_low == pytest.approx(pred.mean - pred.ci95, abs=0.05)
+        assert pred.ci95_high == pytest.approx(pred.mean + pred.ci95, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    "heads",
+    [("logistic",), ("censored_logistic",), ("beta",), ("mixture",), ("logistic", "gaussian")],
+)
+def test_slider_moments_are_those_of_each_members_clipped_mixture(heads):
+    """Mean and SD of the slider scores equal a fine numerical integration of each member's
+    window mixture clipped to 0-100 (for an ensemble: means averaged, variances averaged,
+    as for the listener spread), for bounded and unbounded heads."""
+    from torch.distributions import Categorical, MixtureSameFamily
+
+    from gml.backbones import InSENet
+    from gml.features.stream import AudioInfo
+    from gml.heads import get_head
+    from gml.module import GMLModule
+
+    torch.manual_seed(1)
+    members = [GMLModule(backbone=InSENet("tiny"), head=get_head(h)) for h in heads]
+    lis = Listener(members if len(members) > 1 else members[0], device="cpu")
+    width = members[0].head.proj.out_features
+    # windows far below 0, around 0 and inside: the clipping matters for some pairs
+    params = [torch.randn(w, len(members), width) * 2.0 for w in (1, 3, 2)]
+    info = AudioInfo("x.wav", 48000, 2, 96000)
+    prepared = [(None, [(0, 10)] * len(p), info, info, 0) for p in params]
+    preds = lis._predictions(params, prepared, 20, per_window=False, keep_distribution=False)
+    x = (torch.arange(20000, dtype=torch.float64) + 0.5) * 100 / 20000
+    for p, pred in zip(params, preds):
+        means, variances = [], []
+        for k, m in enumerate(members):
+            comps = m.spread_distribution(p[:, k].double())
+            mix = MixtureSameFamily(Categorical(logits=torch.zeros(len(p))), comps)
+            above = 1 - mix.cdf(x)
+            mean = float((above * 100 / 20000).sum())
+            means.append(mean)
+            variances.append(float((2 * x * above * 100 / 20000).sum()) - mean**2)
+        assert pred.slider_mean == pytest.approx(np.mean(means), abs=0.01)
+        assert pred.slider_std == pytest.approx(math.sqrt(np.mean(variances)), abs=0.02)
+        assert 0.0 <= pred.ci95_low <= pred.ci95_high <= 100.0
 
 
 # -- the frontend belongs to the model -------------------------------------------------------
@@ -213,6 +284,26 @@ def test_gml_evaluate_on_another_manifest(tiny_run, split_manifest, tmp_path):
     assert (tmp_path / "ev" / "metrics.json").is_file()
     assert ev.results["noise-test"]["n_stimuli"] == 18
     assert len(ev.predictions) == 18
+
+
+def test_gml_evaluate_prints_no_lightning_banner_or_by_design_warnings(tiny_run, tmp_path):
+    """In Python, as on the command line: no accelerator lines, tips, Lightning-internal
+    deprecations or the on_after_batch_transfer note; the caller's logging level of
+    Lightning is the same after the call."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, gml, lightning.pytorch\n"
+        "level = logging.getLogger('lightning.pytorch').level\n"
+        f"ev = gml.evaluate({str(tiny_run / 'best.ckpt')!r}, out_dir={str(tmp_path / 'ev')!r})\n"
+        "assert logging.getLogger('lightning.pytorch').level == level\n"
+        "print('tested', sorted(ev.results))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and r.stdout.strip() == "tested ['noise-test']", r.stderr
+    for noise in ("GPU available", "TPU available", "Tip", "LeafSpec", "on_after_batch_transfer"):
+        assert noise not in r.stderr and noise not in r.stdout, r.stderr
 
 
 def test_listener_module_does_not_import_the_cli():

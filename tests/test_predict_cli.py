@@ -198,3 +198,57 @@ def test_window_seconds_must_be_positive(tiny_run, tmp_path, capsys):
               "--window-seconds", "0"])  # fmt: skip
     assert exc.value.code == 2
     assert "--window-seconds 0.0; expected a positive number" in capsys.readouterr().err
+
+
+def _strict(text: str):
+    """Parse JSON as JavaScript's JSON.parse would: NaN and Infinity are not JSON."""
+
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_output_is_strict_json(tiny_run, tmp_path, capsys):
+    """One model has no model disagreement (model_std NaN in Python): the file says null."""
+    pairs = [write_pair(tmp_path / "wav", seed=k) for k in range(2)]
+    _run(capsys, "--ckpt", str(tiny_run), "--reference", str(pairs[0][0]), "--coded",
+         str(pairs[0][1]), "--out", str(tmp_path / "one.json"), "--simulate", "3",
+         "--per-window")  # fmt: skip
+    one = _strict((tmp_path / "one.json").read_text())
+    assert one["model_std"] is None and one["members"] == 1
+    pd.DataFrame(
+        {"reference": [str(r) for r, _ in pairs], "coded": [str(c) for _, c in pairs]}
+    ).to_csv(tmp_path / "pairs.csv", index=False)
+    _run(capsys, "--ckpt", str(tiny_run), "--pairs", str(tmp_path / "pairs.csv"),
+         "--out", str(tmp_path / "many.json"))  # fmt: skip
+    many = _strict((tmp_path / "many.json").read_text())
+    assert [r["model_std"] for r in many] == [None, None]
+
+
+@pytest.mark.parametrize("offset", [-80.0, -5.0, 0.0, 97.0])
+def test_the_printed_ci_never_leaves_the_scale(tiny_run, tmp_path, capsys, monkeypatch, offset):
+    """A clamped or near-edge mean: the printed interval is the fields ci95_low/ci95_high
+    (scores as a slider records them), inside 0-100, and a note says what it is."""
+    import re
+
+    import gml.cli.predict as predict_cli
+
+    real = predict_cli.load_listener
+
+    def shifted(args):
+        lis = real(args)
+        lis.module.head.score_offset = offset
+        return lis
+
+    monkeypatch.setattr(predict_cli, "load_listener", shifted)
+    ref, cod = write_pair(tmp_path)
+    out = _run(capsys, "--ckpt", str(tiny_run), "--reference", str(ref), "--coded", str(cod),
+               "--out", str(tmp_path / "p.json"))  # fmt: skip
+    (line,) = [x for x in out.splitlines() if x.startswith("95 % CI")]
+    low, high = (float(v) for v in re.search(r"\[(-?[\d.]+), (-?[\d.]+)\]", line).groups())
+    assert 0.0 <= low <= high <= 100.0
+    obj = _strict((tmp_path / "p.json").read_text())
+    assert (low, high) == (round(obj["ci95_low"], 1), round(obj["ci95_high"], 1))
+    assert "note: the CI is that of scores as a slider records them" in out
+    assert "±" not in line  # the model's half-width does not describe this interval

@@ -84,3 +84,38 @@ def test_heads_doc_example_runs_as_written(tmp_path, monkeypatch):
     assert dist.batch_shape == (4,) and torch.isfinite(head.nll(dist, scores)).all()
     assert torch.isfinite(dist.mean).all() and torch.isfinite(dist.stddev).all()
     sys.modules.pop("doc_heads", None)
+
+
+def test_python_api_example_shows_the_numbers_with_long_paths(tiny_run, tmp_path, capsys):
+    """With real (long) file paths, the example's table still prints every column it names
+    (pandas' default printing would hide the middle ones behind '...')."""
+    deep = tmp_path.joinpath(*["a-long-folder-name-of-a-listening-test"] * 4)
+    ref, cod = write_pair(deep)
+    block = _python_block("### Python API")
+    start = block.index("table = listener.predict")
+    code = block[start : block.index("\n", block.index("print(table"))]
+    code = code.replace('"reference.wav"', repr(str(ref))).replace('"coded.wav"', repr(str(cod)))
+    import gml
+
+    exec(compile(code, "README.md", "exec"), {"listener": gml.load(tiny_run, device="cpu")})
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if "coded" in line)
+    assert header.split() == ["coded", "mean", "ci95", "q05", "q95"]
+    assert not any("..." in line for line in lines)
+    assert sum(str(cod) in line for line in lines) == 1
+
+
+def test_readme_lists_every_command():
+    from gml.cli import EXTRA_COMMANDS, LIGHTNING_COMMANDS
+
+    text = README.read_text(encoding="utf-8")
+    listed = re.search(r"`gml --help` lists the commands \(([^)]*)\)", text).group(1)
+    assert sorted(re.findall(r"`([a-z]+)`", listed)) == sorted(
+        [*LIGHTNING_COMMANDS, *EXTRA_COMMANDS]
+    )
+
+
+def test_importers_doc_names_no_folder_a_user_does_not_have():
+    """docs/importers.md is read by users, who have no ``../shared`` development folder."""
+    doc = (README.parent / "docs" / "importers.md").read_text(encoding="utf-8")
+    assert "shared/" not in doc

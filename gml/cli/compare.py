@@ -26,10 +26,12 @@ DEFAULT_OUT = Path("compare-report") / "report.md"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gml compare",
+        # (a description is printed as written; only help strings are %-formatted)
         description="Compare codecs A and B over the same references: the predicted mean "
-        "difference A - B per item and over all items, its 95 %% CI for N listeners, the "
+        "difference A - B per item and over all items, its 95 % CI for N listeners, the "
         "power of a paired t-test with N listeners (simulated panels) and the N that reaches "
-        "80 %% power.",
+        f"80 % power. Writes {DEFAULT_OUT} (with compare.png, per_item.csv and "
+        "power_curves.csv beside it) unless --out says otherwise.",
     )
     p.add_argument("--reference-dir", required=True, help="folder of references")
     p.add_argument("--a", required=True, metavar="DIR_A", help="folder of codec A's files")

@@ -22,6 +22,7 @@ from gml.cli.precheck import check_resume_folder
 from gml.data.datamodule import GMLDataModule
 from gml.errors import GMLError, Interrupted
 from gml.module import GMLModule
+from gml.progress import RunProgress
 
 EVAL_SUBCOMMANDS = ("validate", "test")
 
@@ -149,6 +150,7 @@ class GMLCLI(LightningCLI):
             # said now, so that a run killed before it ends still tells where it went
             print(f"gml: run folder {run_dir}", flush=True)
         self.trainer.callbacks.append(EmbedConfig(config_yaml))
+        self.trainer.callbacks.append(RunProgress())  # one line over all epochs, with an ETA
 
     def before_instantiate_classes(self) -> None:
         # a relative logger save_dir (the configs' "runs") lives under default_root_dir

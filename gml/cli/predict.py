@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pandas is imported when a command runs, so that --help answ
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gml predict",
-        description="Predict the MUSHRA listening-test result (mean, listener spread, 95 %% CI "
+        description="Predict the MUSHRA listening-test result (mean, listener spread, 95 % CI "
         "for N listeners, quantiles) of reference/coded audio pairs with a trained listener.",
     )
     g = p.add_argument_group("input (one form)")
@@ -197,7 +197,19 @@ def predict_manifest(args, out: Path | None) -> None:
         "pred_ci": ci_halfwidth(frame["std"].to_numpy(), n),
     }
     table = report.predictions_frame(stimuli, preds, manifest.ratings, with_partition=own)
-    keyed = frame.drop(columns=["mean", "std", "ci95", "n_listeners", "reference", "coded"])
+    # (ci95_low/high are for --listeners; the table's predicted CI is each stimulus's own)
+    keyed = frame.drop(
+        columns=[
+            "mean",
+            "std",
+            "ci95",
+            "ci95_low",
+            "ci95_high",
+            "n_listeners",
+            "reference",
+            "coded",
+        ]
+    )
     key = list(STIMULUS_KEY)
     keyed[key] = stimuli[key].to_numpy()
     table = table.merge(keyed, on=key, how="left")
@@ -253,20 +265,38 @@ def format_single(pred, panels=None) -> str:
     """Readable figures of one pair."""
     import numpy as np
 
+    low, high = f"{pred.ci95_low:.1f}", f"{pred.ci95_high:.1f}"
+    # the interval is always the one of scores as a slider records them (ci95_low/high); the
+    # model's half-width is shown beside it only where the two agree (to the printed digit)
+    symmetric = (
+        abs(pred.ci95_low - (pred.mean - pred.ci95)) < 0.05
+        and abs(pred.ci95_high - (pred.mean + pred.ci95)) < 0.05
+    )
     lines = [
         f"reference  {pred.reference}  ({pred.reference_rate} Hz, {pred.reference_channels} ch)",
         f"coded      {pred.coded}  ({pred.coded_rate} Hz, {pred.coded_channels} ch)",
         f"predicted mean score   {pred.mean:6.1f}"
         + ("  (clamped to 0-100)" if pred.clamped else ""),
         f"listener std           {pred.std:6.1f}",
-        f"95 % CI, {pred.n_listeners:>3} listeners  ±{pred.ci95:5.1f}  "
-        f"[{pred.mean - pred.ci95:.1f}, {pred.mean + pred.ci95:.1f}]",
+        f"95 % CI, {pred.n_listeners:>3} listeners  "
+        + (f"±{pred.ci95:5.1f}  " if symmetric else "")
+        + f"[{low}, {high}]",
         f"listener quantiles     5 %: {pred.q05:.1f}  25 %: {pred.q25:.1f}  50 %: {pred.q50:.1f}  "
         f"75 %: {pred.q75:.1f}  95 %: {pred.q95:.1f}",
         f"analysed               {pred.duration:.1f} s in {pred.windows} window(s)",
     ]
     if pred.p_outside > 0.01:
         lines.append(f"note: the model puts {pred.p_outside:.0%} of its probability outside 0-100")
+    if not symmetric:
+        cut = pred.ci95_low <= 0.0 or pred.ci95_high >= 100.0
+        lines.append(
+            "note: the CI is that of scores as a slider records them (the predicted "
+            f"distribution clipped to 0-100: mean {pred.slider_mean:.1f}, SD "
+            f"{pred.slider_std:.1f})"
+            + (", cut at the end of the scale" if cut else "")
+            + f"; the model's own ±{pred.ci95:.1f} around {pred.mean:.1f} does not describe "
+            "them near the ends"
+        )
     if pred.per_window is not None:
         lines.append("windows:\n" + pred.per_window.to_string(index=False, float_format="%.2f"))
     if panels is not None:
@@ -300,20 +330,50 @@ def write_single(out: Path, pred, panels=None) -> None:
                 {"mean": float(m), "ci95": float(c), "scores": s.round(2).tolist()}
                 for m, c, s in zip(panels.means, panels.ci95, panels.scores)
             ]
-        atomic_write_text(out, json.dumps(obj, indent=2) + "\n")
+        atomic_write_text(out, strict_json(obj))
     else:
         write_frame(
             out, pd.DataFrame([pred.to_dict()]).drop(columns=["per_window"], errors="ignore")
         )
 
 
+#: Between the lines of a pair's ``warnings`` in a CSV cell.
+WARNINGS_SEPARATOR = " | "
+
+
 def write_frame(out: Path, frame: pd.DataFrame) -> None:
-    """CSV or JSON (a list of records) by suffix, atomically."""
+    """CSV or JSON (a list of records) by suffix, atomically. In CSV a pair's ``warnings``
+    are one cell, joined by :data:`WARNINGS_SEPARATOR`."""
     from gml.atomic import atomic_write_text
 
     if out.suffix.lower() == ".json":
         records = json.loads(frame.to_json(orient="records", default_handler=str))
-        atomic_write_text(out, json.dumps(records, indent=2) + "\n")
+        atomic_write_text(out, strict_json(records))
     else:
         flat = frame.drop(columns=["per_window"], errors="ignore")
+        if "warnings" in flat:
+            flat = flat.assign(
+                warnings=[
+                    WARNINGS_SEPARATOR.join(w) if isinstance(w, list) else w
+                    for w in flat["warnings"]
+                ]
+            )
         atomic_write_text(out, flat.to_csv(index=False, float_format="%.4f"))
+
+
+def strict_json(obj) -> str:
+    """``obj`` as standard JSON text: NaN and infinities (a single model's ``model_std``, a
+    CI without listeners) become ``null``, which every JSON parser reads (``NaN`` is
+    Python's extension, which JavaScript's ``JSON.parse`` and strict parsers refuse)."""
+    import math
+
+    def clean(x):
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return x
+
+    return json.dumps(clean(obj), indent=2, allow_nan=False) + "\n"

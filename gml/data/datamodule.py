@@ -403,6 +403,7 @@ class GMLDataModule(L.LightningDataModule):
         self._stimuli = stimuli
         self._warn_length_mismatches(stimuli)
         self.partition = self.assign_partition(table)
+        self._warn_few_items(table)
         self.test_sets = sorted(table.loc[self.partition == "test", "test"].unique())
 
     #: Warn when a stimulus's aligned reference and coded signals differ by more than this.
@@ -434,6 +435,39 @@ class GMLDataModule(L.LightningDataModule):
                 "the shorter one is zero-padded on both sides",
                 GMLWarning,
                 stacklevel=2,
+            )
+
+    def _warn_few_items(self, table: pd.DataFrame) -> None:
+        """One warning when a listening test has fewer items than folds (some folds are then
+        empty, and the held-out fold and the validation share hold one item or none), naming
+        each such test and how many items each partition got."""
+        import warnings
+
+        from gml.errors import GMLWarning
+
+        if self.test_all or ("split" in table.columns and self.fold_role == "test"):
+            return  # no folds dealt
+        items = table.assign(partition=self.partition)
+        if "split" in table.columns:  # rows fixed to the test partition are not folded
+            items = items.loc[~table["split"].eq("test").to_numpy()]
+        lines = []
+        for test, g in items.groupby("test", sort=True):
+            per_item = g.drop_duplicates("item")["partition"]
+            if len(per_item) >= self.num_folds:
+                continue
+            count = per_item.value_counts()
+            lines.append(
+                f"{test!r}: {len(per_item)} items in {self.num_folds} folds leave "
+                f"{count.get('test', 0)} to test, {count.get('val', 0)} to validate and "
+                f"{count.get('train', 0)} to train"
+            )
+        if lines:
+            warnings.warn(
+                f"fewer items than folds (data.num_folds {self.num_folds}, data.fold "
+                f"{self.fold}): " + "; ".join(lines) + "; the test and validation results "
+                "rest on one item or none (use fewer folds, or more items)",
+                GMLWarning,
+                stacklevel=3,
             )
 
     def assign_partition(self, table: pd.DataFrame) -> np.ndarray:

@@ -63,10 +63,11 @@ class PairAudio(Dataset):
     (16-bit files at ``sample_rate``: the integers as stored, ``[n, channels]``, turned into
     floats on the device, as soundfile would: ``/ 32768``) or ``("float", samples)``
     (anything else: float32 ``[2, n]`` at ``sample_rate``, as :func:`~gml.features.load_audio`
-    gives it); ``reference_info``, ``coded_info`` (:class:`AudioInfo` of the files as read)
-    and ``delay`` (samples at ``sample_rate``, not yet removed; None: search it). A pair that
-    cannot be used gives ``index`` and ``error`` (the exception, naming the file), so that the
-    caller decides what to raise.
+    gives it); ``reference_info``, ``coded_info`` (:class:`AudioInfo` of the files as read),
+    ``delay`` (samples at ``sample_rate``, not yet removed; None: search it) and
+    ``correlation`` (the delay search's normalised correlation; None when not searched here).
+    A pair that cannot be used gives ``index`` and ``error`` (the exception, naming the
+    file), so that the caller decides what to raise.
     """
 
     def __init__(
@@ -114,6 +115,7 @@ class PairAudio(Dataset):
     def _read(self, index: int, reference: str, coded: str) -> dict[str, Any]:
         files = [self._file(p) for p in (reference, coded)]
         delay: int | None = 0
+        correlation = None  # of the delay search (None: not searched here)
         if self.align:
             same_rate = files[0][2] == files[1][2] == self.sample_rate
             if self.delay_on_device and same_rate:
@@ -127,8 +129,9 @@ class PairAudio(Dataset):
                     if kind == "pcm16":
                         head = head.astype(np.float32) * np.float32(1 / 32768)
                     monos.append((mono_head(head, HEAD_SECONDS, rate), rate))
-                delay = delay_of_mono(*monos, self.sample_rate).samples
-        out: dict[str, Any] = {"index": index, "delay": delay}
+                found = delay_of_mono(*monos, self.sample_rate)
+                delay, correlation = found.samples, found.correlation
+        out: dict[str, Any] = {"index": index, "delay": delay, "correlation": correlation}
         for key, (kind, data, rate, info) in zip(("reference", "coded"), files):
             if kind == "float":
                 data = conform_audio(data, rate, self.sample_rate)

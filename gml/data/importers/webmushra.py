@@ -31,7 +31,6 @@ from gml.data.importers.base import (
     RatingRows,
     parse_score,
     pick_base,
-    resolve_audio,
     safe_name,
 )
 
@@ -153,12 +152,28 @@ def read_config(
                 raise ImporterError(
                     f"{label}: field 'stimuli', key '{key}': expected an audio file path"
                 )
-            files[str(key).strip()] = resolve_audio(value, bases, fallback)
-        pages[pid] = MushraPage(pid, resolve_audio(ref, bases, fallback), files, label)
+            files[str(key).strip()] = _locate(value, bases, fallback)
+        pages[pid] = MushraPage(pid, _locate(ref, bases, fallback), files, label)
     if not pages:
         raise ImporterError(f"{path}: no page with 'type: mushra'; expected a MUSHRA test")
     name = doc.get("testname")
     return WebMushraConfig(path, test_id, "" if name is None else str(name), pages)
+
+
+def _locate(path: str, bases: list, fallback: str | os.PathLike) -> str:
+    """The absolute path of an audio file named in a config, as
+    :func:`~gml.data.importers.base.resolve_audio` finds it (the first base folder that holds
+    it, else under ``fallback``) but with symbolic links kept: audio reached through a link
+    below the manifest's folder (``configs/resources -> /data/audio``) is then written
+    relative to the manifest, as for any file below it, not as the link's target."""
+    p = Path(path.strip()).expanduser()
+    if p.is_absolute():
+        return os.path.abspath(p)
+    for base in bases:
+        candidate = os.path.abspath(Path(base) / p)
+        if os.path.isfile(candidate):
+            return candidate
+    return os.path.abspath(Path(fallback) / p)
 
 
 def _walk(pages: list, where: str) -> Iterator[tuple[str, Any]]:
