@@ -864,5 +864,7 @@ def test_webmushra_round_trip_fit_and_test(tmp_path, capsys, monkeypatch):
     cli.main(["test", "--ckpt", str(run), "--trainer.enable_progress_bar", "false",
               "--data.progress", "false"])  # fmt: skip
     metrics = json.loads((run / "test-best" / "metrics.json").read_text())
-    assert list(metrics["test_sets"]) == ["t1"] and metrics["test_sets"]["t1"]["n_stimuli"] == 5
+    assert list(metrics["test_sets"]) == ["t1", "t1:systems"]  # the importer marked the roles
+    assert metrics["test_sets"]["t1"]["n_stimuli"] == 5
+    assert 0 < metrics["test_sets"]["t1:systems"]["n_stimuli"] < 5
     assert "anchor35" in pd.read_csv(run / "test-best" / "predictions.csv")["condition"].tolist()
