@@ -184,3 +184,34 @@ def test_barysenka_recipe_matches_the_matlab_array(real_manifests):
         assert row["mean"] == pytest.approx(s.mean())
         ci = scipy.stats.t.ppf(0.975, 13) * s.std(ddof=1) / np.sqrt(14)
         assert row["ci95"] == pytest.approx(ci, nan_ok=True)
+
+
+@needs_real
+def test_peer_figures_follow_the_published_scores_and_the_cv_folds(real_manifests):
+    """tools/real_peers.py: the no-fit rows are the plain correlations of the published BSS
+    Eval/PEASS scores with the subjective means; the fitted rows predict every stimulus once,
+    each from a mapping fitted on the other folds' items (gml cv's folds)."""
+    from pathlib import Path
+
+    tools = Path(__file__).resolve().parents[1] / "tools"
+    sys.path.insert(0, str(tools))
+    try:
+        import real_peers
+    finally:
+        sys.path.remove(str(tools))
+    path = REAL / "cvssp-singing-voice-separation" / "data" / "bss_eval_and_peass_clean.csv"
+    peers = real_peers.bss_peass(path, "cvssp-quality")
+    out = real_peers.score(real_manifests["cvssp"], peers)
+    assert set(out["subset"]) == {"systems"}  # BSS Eval scores the systems only
+    assert (out["stimuli"] == 80).all()
+    stim = Manifest.read(real_manifests["cvssp"], check_audio=False).stimuli()
+    both = stim.merge(peers, on=["test", "item", "condition"])
+    aps = out[(out["peer"] == "APS") & (out["fit"] == "no fit")].iloc[0]
+    assert aps["pearson"] == pytest.approx(scipy.stats.pearsonr(both["APS"], both["mean"])[0])
+    assert aps["spearman"] == pytest.approx(scipy.stats.spearmanr(both["APS"], both["mean"])[0])
+    fitted = out[(out["peer"] == "APS") & (out["fit"] != "no fit")].iloc[0]
+    assert 0.5 < fitted["pearson"] < 1 and 0 <= fitted["outlier_ratio"] <= 1
+    # the mapping is monotonic: fitted on increasing data it keeps the order
+    x = np.linspace(0, 10, 20)
+    f = real_peers.fit_mapping(x, 5 + 8 * x + np.sin(x))
+    assert np.all(np.diff(f(np.linspace(0, 10, 50))) > 0)
