@@ -11,8 +11,8 @@ import importlib
 import os
 import sys
 from argparse import ArgumentError
-from pathlib import Path
 
+from gml.configs import configs_dir, resolve_config
 from gml.errors import GMLError, Interrupted
 
 #: gml's own commands: name → (module with ``main(argv)``, one-line description).
@@ -25,8 +25,11 @@ EXTRA_COMMANDS = {
         "listening-test results (webMUSHRA, BeaqleJS, ODAQ XML, CSV) → manifest",
     ),
     "features": ("gml.cli.features", "precompute a manifest's features into the cache"),
-    "cv": ("gml.cv", "k-fold cross-validation: one model per fold, pooled metrics per test set"),
-    "table": ("gml.table", "Table-I-style comparison of several runs (Markdown / CSV)"),
+    "cv": (
+        "gml.cli.cv",
+        "k-fold cross-validation: one model per fold, pooled metrics per test set",
+    ),
+    "table": ("gml.cli.table", "Table-I-style comparison of several runs (Markdown / CSV)"),
     "configs": ("gml.cli.configs", "list the configurations shipped with gml"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
@@ -76,29 +79,6 @@ def quiet_warnings(verbose: bool = False) -> None:
     logging.disable(logging.NOTSET if verbose else logging.INFO)
 
 
-def configs_dir() -> Path:
-    """The folder of the configurations shipped inside the package."""
-    return Path(__file__).resolve().parent.parent / "configs"
-
-
-def resolve_config(value: str) -> str:
-    """A ``--config`` value: an existing file as given, else a shipped configuration of that
-    name (``cutmix``, ``cutmix.yaml`` or ``configs/cutmix.yaml`` from any folder).
-
-    Raises:
-        GMLError: neither a file nor a shipped configuration (the message lists those).
-    """
-    if os.path.isfile(value) or value.lstrip().startswith("{"):
-        return value
-    name = Path(value).name
-    for candidate in (name, f"{name}.yaml"):
-        shipped = configs_dir() / candidate
-        if shipped.is_file():
-            return str(shipped)
-    known = ", ".join(sorted(p.stem for p in configs_dir().glob("*.yaml")))
-    raise GMLError(f"{value}: config file not found, and not a shipped configuration ({known})")
-
-
 def _resolve_config_args(argv: list[str]) -> list[str]:
     out = list(argv)
     for k, a in enumerate(out):
@@ -137,7 +117,7 @@ LIGHTNING_HELP = {
 
 
 def _top_level_help() -> str:
-    from gml import __version__
+    from gml.version import __version__
 
     width = max(map(len, [*LIGHTNING_HELP, *EXTRA_COMMANDS]))
     lines = [

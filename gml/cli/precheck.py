@@ -8,28 +8,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gml.checkpoint_path import resolve_checkpoint
+from gml.checkpoint_path import check_resume_folder, resolve_checkpoint
 from gml.errors import GMLError
 
 __all__ = ["check_resume_folder", "precheck"]
 
 BUILTIN_PREFIX = "builtin:"
-
-
-def check_resume_folder(run: str) -> Path:
-    """The run folder ``gml fit --resume RUN`` names, if it can be resumed.
-
-    Raises:
-        GMLError: RUN has no ``config.yaml`` or no ``last.ckpt``.
-    """
-    run_dir = Path(run).expanduser().resolve()
-    missing = [n for n in ("config.yaml", "last.ckpt") if not (run_dir / n).is_file()]
-    if missing:
-        raise GMLError(
-            f"{run_dir}: not a resumable run folder (no {' or '.join(missing)}); expected the "
-            "folder 'gml fit' printed when it started"
-        )
-    return run_dir
 
 
 def _values(args: list[str], flag: str) -> list[str]:
