@@ -27,7 +27,7 @@ from gml import report
 from gml.atomic import atomic_write_text
 from gml.checkpoint import EmbedConfig, ResumePoint
 from gml.checkpoint_path import check_resume_folder
-from gml.configs import resolve_config
+from gml.configs import config_stack
 from gml.data.datamodule import GMLDataModule
 from gml.errors import GMLError
 from gml.evaluation import TestReport
@@ -288,7 +288,13 @@ def _set(cfg: Namespace, key: str, value: Any) -> None:
     """Set ``key`` (dotted) in a parsed configuration. A dictionary without ``class_path`` on
     a key that holds a configured class or group updates it key by key, as dotted command-line
     options would (``model={"backbone": {"init_args": {"preset": "tiny"}}}`` keeps the
-    backbone's class and its other arguments)."""
+    backbone's class and its other arguments); a key ending in ``+`` appends to a list, as
+    ``--model.augment+=gml.augment.CutMix`` does on the command line."""
+    if key.endswith("+"):
+        key = key[:-1]
+        current = cfg.get(key) if key in cfg else None
+        cfg[key] = [*(current or []), *(value if isinstance(value, list) else [value])]
+        return
     current = cfg.get(key) if key in cfg else None
     if isinstance(value, Mapping) and "class_path" not in value and isinstance(current, Namespace):
         for k, v in value.items():
@@ -397,7 +403,7 @@ def _request(config, overrides: Mapping[str, Any]) -> _FitRequest:
     configs = (
         [] if config is None else [config] if isinstance(config, str | os.PathLike) else config
     )
-    return _FitRequest([resolve_config(str(c)) for c in configs], _flatten(overrides))
+    return _FitRequest(config_stack([str(c) for c in configs]), _flatten(overrides))
 
 
 def best_of(cli: LightningCLI) -> Path | None:

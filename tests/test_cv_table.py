@@ -284,3 +284,23 @@ def test_an_interrupted_fold_continues_and_prints_its_table(
     assert torch.load(out / "fold0" / "last.ckpt", weights_only=False)["global_step"] == 4
     metrics = pd.read_csv(out / "fold0" / "metrics.csv")
     assert list(metrics.loc[metrics["train/loss"].notna(), "step"]) == [0, 1, 2, 3]
+
+
+def test_cv_passes_its_other_options_on_as_fit_overrides():
+    from gml.cli.cv import overrides_of
+    from gml.errors import GMLError
+
+    got = overrides_of(
+        ["--trainer.max_epochs", "5", "--model.optimizer.init_args.lr=1e-3",
+         "--data.progress", "false", "--model.augment+=gml.augment.CutMix",
+         "--data.manifest", "builtin:demo"]
+    )  # fmt: skip
+    assert got == {
+        "trainer.max_epochs": 5,
+        "model.optimizer.init_args.lr": 0.001,
+        "data.progress": False,
+        "model.augment+": "gml.augment.CutMix",  # appended by gml.train.fit, as on gml fit
+        "data.manifest": "builtin:demo",
+    }
+    with pytest.raises(GMLError, match="has no value"):
+        overrides_of(["--trainer.max_epochs"])

@@ -12,7 +12,7 @@ import os
 import sys
 from argparse import ArgumentError
 
-from gml.configs import configs_dir, resolve_config
+from gml.configs import config_stack, configs_dir, resolve_config
 from gml.errors import GMLError, Interrupted
 
 #: gml's own commands: name → (module with ``main(argv)``, one-line description).
@@ -80,12 +80,25 @@ def quiet_warnings(verbose: bool = False) -> None:
 
 
 def _resolve_config_args(argv: list[str]) -> list[str]:
-    out = list(argv)
-    for k, a in enumerate(out):
-        if a == "--config" and k + 1 < len(out):
-            out[k + 1] = resolve_config(out[k + 1])
+    """Every ``--config`` value resolved to its files (:func:`gml.configs.config_stack`: a
+    shipped variant is preceded by its base), as ``--config FILE`` pairs."""
+    out: list[str] = []
+    given: list[str] = []
+    k = 0
+    while k < len(argv):
+        a = argv[k]
+        if a == "--config" and k + 1 < len(argv):
+            value, k = argv[k + 1], k + 2
         elif a.startswith("--config="):
-            out[k] = "--config=" + resolve_config(a.split("=", 1)[1])
+            value, k = a.split("=", 1)[1], k + 1
+        else:
+            out.append(a)
+            k += 1
+            continue
+        before = config_stack(given)
+        given.append(value)
+        for path in config_stack(given)[len(before) :]:
+            out += ["--config", path]
     return out
 
 

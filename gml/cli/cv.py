@@ -4,6 +4,7 @@ training through :func:`gml.train.fit`, pooled tables)."""
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,19 @@ def overrides_of(tokens: list[str]) -> dict[str, Any]:
             k += 2
         else:
             raise GMLError(f"cv: option {token} has no value")
-        out[key] = yaml.safe_load(value) if value else value
+        out[key] = _value(value)
     return out
+
+
+def _value(text: str) -> Any:
+    """A command-line value read as YAML, with ``1e-3`` a number too (YAML 1.1 reads it as
+    text; the ``gml fit`` command line reads it as a number)."""
+    if not text:
+        return text
+    value = yaml.safe_load(text)
+    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", text):
+        return float(text)
+    return value
 
 
 def main(argv: list[str]) -> None:
