@@ -335,8 +335,8 @@ def test_not_a_checkpoint(tmp_path):
     _one_line_error(r, "x.ckpt", "not a readable PyTorch checkpoint")
 
 
-def test_evaluation_writes_nothing_in_cwd(noise_manifest, tmp_path, monkeypatch):
-    run = _fit(tmp_path, noise_manifest, "--model.backbone.init_args.preset", "tiny")
+def test_evaluation_writes_nothing_in_cwd(tiny_run, tmp_path, monkeypatch):
+    run = tiny_run  # demo.yaml, tiny preset, on the noise test: no training of its own
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -344,8 +344,8 @@ def test_evaluation_writes_nothing_in_cwd(noise_manifest, tmp_path, monkeypatch)
     assert list(elsewhere.iterdir()) == []
 
 
-def test_predict_writes_predictions(noise_manifest, tmp_path, monkeypatch, capsys):
-    run = _fit(tmp_path, noise_manifest, "--model.backbone.init_args.preset", "tiny")
+def test_predict_writes_predictions(tiny_run, tmp_path, monkeypatch, capsys):
+    run = tiny_run  # demo.yaml, tiny preset, on the noise test: no training of its own
     monkeypatch.chdir(tmp_path)
     main(["predict", "--ckpt", str(run / "last.ckpt"), "--no-progress"])
     out = run / "predict-last" / "predictions.csv"
