@@ -143,6 +143,7 @@ def test_doc_command(tiny_demo, capsys):
 # --------------------------------------------------------------------------------------------
 # the fit itself, on a panel whose settings are known
 # --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_fit_recovers_known_settings():
     truth = replace(DEFAULT_SETTINGS, ref_miss=0.3, offset_sd=6.0, anchor_offset_sd=8.0)
     df = _simulate(n_listeners=40, n_trials=30, seed=5, settings=truth)
