@@ -38,7 +38,15 @@ from gml.errors import GMLError
 from gml.evaluation import evaluate
 from gml.stats import STIMULUS_KEY
 
-__all__ = ["CVSettings", "check_folds", "collect", "cross_validate", "paper_schedule", "print_fold"]
+__all__ = [
+    "CVSettings",
+    "check_folds",
+    "collect",
+    "collect_all",
+    "cross_validate",
+    "paper_schedule",
+    "print_fold",
+]
 
 KEY = list(STIMULUS_KEY)
 

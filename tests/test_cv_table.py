@@ -193,6 +193,23 @@ def test_paper_schedule(split_manifest, tmp_path):
     assert set(preds["item"]) == {"item4", "item5"}  # the manifest's split = test rows
 
 
+@pytest.mark.slow
+def test_paper_schedule_from_python_in_one_call(split_manifest, tmp_path):
+    from gml.cv import CVSettings, paper_schedule
+
+    tiny = {
+        "data.manifest": str(split_manifest),
+        "data.progress": False,
+        "model.backbone.init_args.preset": "tiny",
+        "trainer": {"limit_train_batches": 2, "enable_progress_bar": False, "accelerator": "cpu"},
+    }
+    settings = CVSettings("demo", tmp_path / "paper", "demo", tiny, folds=2, epochs_per_fold=1)
+    final = paper_schedule(settings)
+    assert final == tmp_path / "paper" / "final.ckpt" and final.is_file()
+    preds = pd.read_csv(tmp_path / "paper" / "test-final" / "predictions.csv")
+    assert set(preds["item"]) == {"item4", "item5"}  # tested on the split = test rows
+
+
 def test_cv_refuses_split_column_and_too_few_items(split_manifest, noise_manifest, capsys):
     with pytest.raises(SystemExit):
         main(
