@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
             importlib.import_module(EXTRA_COMMANDS[argv[0]][0]).main(argv[1:])
             return
         if not argv or argv[0] in ("-h", "--help"):
-            # answered without importing torch or Lightning: a second, not ten
+            # answered without importing torch or Lightning, so it is instant
             print(_top_level_help())
             if not argv:
                 sys.exit(2)

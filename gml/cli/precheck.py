@@ -1,6 +1,7 @@
 """Checks of ``gml fit/validate/test`` arguments that need neither torch nor Lightning: the
-files they name exist, and a manifest reads (columns, values, audio files). They run before Lightning is imported, so that a mistyped path
-answers in about a second instead of after ten seconds of imports and start-up messages.
+files they name exist, and a manifest reads (columns, values, audio files). They run before
+Lightning is imported, so that a mistyped path answers at once, not after the imports and
+start-up messages.
 LightningCLI and the data module check everything again, fully, later."""
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def precheck(argv: list[str]) -> None:
     if manifest and not manifest.startswith(BUILTIN_PREFIX):
         if not Path(manifest).expanduser().is_file():
             raise GMLError(f"{manifest}: manifest file not found (data.manifest)")
-        from gml.data.manifest import Manifest  # pandas only: well under a second
+        from gml.data.manifest import Manifest  # pandas only, no torch
 
         Manifest.read(Path(manifest).expanduser())  # columns, values, audio files present
     for flag in ("--ckpt", "--ckpt_path"):
