@@ -126,8 +126,10 @@ class GMLCLI(LightningCLI):
         if not isinstance(args, _FitRequest):
             super().parse_arguments(parser, args)  # a command line (gml fit / test / validate)
             return
-        # fit(): the configuration files stacked in order, as repeated --config would, then
-        # the overrides set on the parsed configuration (so a nested class keeps its class_path)
+        # fit(): the configuration files stacked in order, as repeated --config would (each file
+        # read unchecked, as jsonargparse's own --config reads it: a variant alone is partial;
+        # the merged whole is checked below), then the overrides set on the parsed
+        # configuration (so a nested class keeps its class_path)
         sub = self._parser("fit" if self._runs else None)
         cfg = sub.get_defaults()
         for path in args.configs:
