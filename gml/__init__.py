@@ -4,7 +4,9 @@ Predicts the distribution of MUSHRA listener scores (0-100) for a pair of refere
 audio signals.
 """
 
-__version__ = "0.1.0.dev0"
+from gml.version import __version__
+
+__all__ = ["__version__", "evaluate", "load"]
 
 
 def load(ckpt, device=None, **kwargs):

@@ -14,7 +14,7 @@ Both are fitted and reported; the chosen one is stored in a new checkpoint as
 applies it), together with the fit's figures under :data:`CALIBRATION_KEY`.
 
 For location-scale heads the factor multiplies the scale parameter (exact); other heads are
-scaled around their mean by :class:`SpreadScaled`.
+scaled around their mean by :class:`gml.heads.distributions.SpreadScaled`.
 """
 
 from __future__ import annotations
@@ -28,12 +28,11 @@ import numpy as np
 import torch
 import yaml
 from torch import Tensor
-from torch.distributions import Distribution, constraints
 
 from gml.errors import GMLError
 from gml.stats import ci_halfwidth
 
-__all__ = ["CALIBRATION_KEY", "MIN_ITEMS", "SpreadScaled", "calibrate", "fit_spread_factors"]
+__all__ = ["CALIBRATION_KEY", "MIN_ITEMS", "calibrate", "fit_spread_factors"]
 
 #: Key under which a calibrated checkpoint records how its factor was fitted.
 CALIBRATION_KEY = "gml_calibration"
@@ -44,49 +43,6 @@ FACTOR_RANGE = (0.2, 5.0)
 #: share its audio and its listeners' view of it, so items, not stimuli, are the independent
 #: evidence; with a handful of them the factor follows those items rather than the model.
 MIN_ITEMS = 5
-
-
-class SpreadScaled(Distribution):
-    """``X' = μ + c·(X − μ)``: a distribution scaled by ``c`` around its mean.
-
-    Args:
-        base: Any distribution with ``mean``, ``stddev``, ``log_prob``, ``cdf``, ``sample``.
-        factor: ``c > 0``.
-    """
-
-    arg_constraints: dict = {}
-    support = constraints.real
-
-    def __init__(self, base: Distribution, factor: float):
-        self.base = base
-        self.factor = float(factor)
-        super().__init__(base.batch_shape, validate_args=False)
-
-    @property
-    def mean(self) -> Tensor:
-        return self.base.mean
-
-    @property
-    def stddev(self) -> Tensor:
-        return self.base.stddev * self.factor
-
-    @property
-    def variance(self) -> Tensor:
-        return self.base.variance * self.factor**2
-
-    def _unscale(self, value: Tensor) -> Tensor:
-        mu = self.base.mean
-        return mu + (value - mu) / self.factor
-
-    def log_prob(self, value: Tensor) -> Tensor:
-        return self.base.log_prob(self._unscale(value)) - math.log(self.factor)
-
-    def cdf(self, value: Tensor) -> Tensor:
-        return self.base.cdf(self._unscale(value))
-
-    def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
-        mu = self.base.mean
-        return mu + self.factor * (self.base.sample(sample_shape) - mu)
 
 
 @torch.inference_mode()

@@ -1,4 +1,5 @@
-"""Which checkpoint file a ``--ckpt`` value names. Light (no torch), so that the command line
+"""Which checkpoint file a ``--ckpt`` value names, and which run folder ``--resume`` can
+continue. Light (no torch), so that the command line
 can check paths before it imports Lightning."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from gml.errors import GMLError
 
-__all__ = ["resolve_checkpoint"]
+__all__ = ["check_resume_folder", "resolve_checkpoint"]
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
@@ -31,3 +32,19 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
         listing = ", ".join(found) if found else "no .ckpt files"
         raise GMLError(f"{p}: is a folder without best.ckpt ({listing}); name the checkpoint file")
     raise GMLError(f"{p}: checkpoint not found")
+
+
+def check_resume_folder(run: str) -> Path:
+    """The run folder ``gml fit --resume RUN`` names, if it can be resumed.
+
+    Raises:
+        GMLError: RUN has no ``config.yaml`` or no ``last.ckpt``.
+    """
+    run_dir = Path(run).expanduser().resolve()
+    missing = [n for n in ("config.yaml", "last.ckpt") if not (run_dir / n).is_file()]
+    if missing:
+        raise GMLError(
+            f"{run_dir}: not a resumable run folder (no {' or '.join(missing)}); expected the "
+            "folder 'gml fit' printed when it started"
+        )
+    return run_dir

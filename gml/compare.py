@@ -44,6 +44,7 @@ import pandas as pd
 import scipy.stats
 from torch.distributions import Distribution
 
+from gml import text_table
 from gml.errors import GMLError
 from gml.listener import SCALE, simulate_panels
 from gml.stats import ci_halfwidth
@@ -531,15 +532,7 @@ def _rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
 def format_table(comparison: Comparison) -> str:
     """The per-item table (with the all-items row last) as aligned plain text."""
     header, cells = _rows(comparison)
-    table = [header, *cells]
-    widths = [max(len(r[c]) for r in table) for c in range(len(header))]
-    lines = []
-    for k, r in enumerate(table):
-        if k == len(table) - 1:
-            lines.append("-" * (sum(widths) + 2 * (len(widths) - 1)))
-        first = r[0].ljust(widths[0])
-        lines.append("  ".join([first, *(v.rjust(w) for v, w in zip(r[1:], widths[1:]))]))
-    return "\n".join(lines)
+    return text_table.aligned(header, cells, header_rule=False, rule_before_last=True)
 
 
 def format_overall(comparison: Comparison) -> str:
@@ -554,16 +547,6 @@ def format_overall(comparison: Comparison) -> str:
         f"(95 % CI, {c.n_listeners} listeners); power {o['power']:.2f} with {c.n_listeners} "
         f"listeners (paired t-test, {_pct(c.alpha)}, {c.n_panels} simulated panels); " + reach
     )
-
-
-def _markdown_table(header: list[str], cells: list[list[str]]) -> str:
-    def esc(s: str) -> str:
-        return s.replace("|", "\\|")
-
-    lines = ["| " + " | ".join(map(esc, header)) + " |"]
-    lines.append("|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|")
-    lines += ["| " + " | ".join(map(esc, r)) + " |" for r in cells]
-    return "\n".join(lines)
 
 
 def _report_text(c: Comparison, plot_name: str, csv_name: str, curves_name: str) -> str:
@@ -597,7 +580,7 @@ def _report_text(c: Comparison, plot_name: str, csv_name: str, curves_name: str)
         "",
         "## Per item",
         "",
-        _markdown_table(*_rows(c)),
+        text_table.markdown(*_rows(c)),
         "",
         f"## {ALL_ITEMS.capitalize()}",
         "",
@@ -654,12 +637,12 @@ def comparison_figure(comparison: Comparison, max_curves: int = MAX_CURVES) -> F
     """(a) Per-item mean difference A − B with its 95 % CI (and the all-items one); (b)
     simulated power vs N over all items and for the items of :func:`curve_items` (all when
     there are at most ``max_curves``); the panel's title says which."""
-    from gml.plots import _new_figure
+    from gml.plots import new_figure
 
     c = comparison
     items = c.items
     m = len(items)
-    fig = _new_figure(min(4.0 + 0.35 * m, 16.0) + 5.5, 4.8)
+    fig = new_figure(min(4.0 + 0.35 * m, 16.0) + 5.5, 4.8)
     ax_d, ax_p = fig.subplots(1, 2, width_ratios=[min(4.0 + 0.35 * m, 16.0), 5.5])
 
     x = np.arange(m)

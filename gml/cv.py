@@ -1,4 +1,4 @@
-"""``gml cv``: k-fold cross-validation with pooled, per-test-set metrics.
+"""k-fold cross-validation with pooled, per-test-set metrics (the library behind ``gml cv``).
 
 Two schedules:
 
@@ -11,127 +11,148 @@ Two schedules:
   tests kept out of training (rows with ``split = test`` in the manifest are never trained on
   and are tested at the end).
 
-Outputs (``--out``, default ``runs/cv/<config name>``): ``fold<k>/`` runs (checkpoints, logs,
+Outputs (``out``; ``gml cv``'s default ``runs/cv/<config name>``): ``fold<k>/`` runs (checkpoints, logs,
 ``test-best/metrics.json`` and ``predictions.csv``) and ``cv/metrics.json`` /
 ``cv/predictions.csv`` with the pooled figures, in the same format as ``gml test``.
 """
 
 from __future__ import annotations
 
-import argparse
+import json
+import os
 import shutil
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from gml.errors import GMLError, Interrupted
+from gml import baselines, plots, report, train
+from gml.calibration import calibrate
+from gml.checkpoint_path import check_resume_folder
+from gml.data.manifest import Manifest
+from gml.errors import GMLError
+from gml.evaluation import evaluate
 from gml.stats import STIMULUS_KEY
+
+__all__ = [
+    "CVSettings",
+    "check_folds",
+    "collect",
+    "collect_all",
+    "cross_validate",
+    "paper_schedule",
+    "print_fold",
+]
 
 KEY = list(STIMULUS_KEY)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="gml cv",
-        description="Cross-validate a configuration: one model per fold (or the paper's "
-        "one-model schedule), pooled metrics per listening test. Any other option "
-        "(--trainer.max_epochs 5, --model.head ...) is passed on to 'gml fit'.",
-    )
-    p.add_argument("--config", action="append", default=[], help="fit config YAML (repeatable)")
-    p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
-    p.add_argument("--fold", type=int, action="append", help="run only this fold (repeatable)")
-    p.add_argument("--collect", action="store_true", help="only merge finished folds")
-    p.add_argument("--out", help="output folder (default runs/cv/<config name>)")
-    p.add_argument("--name", help="model name for tables (default: the config's file name)")
-    p.add_argument("--schedule", choices=("cv", "paper"), default="cv")
-    p.add_argument("--epochs-per-fold", type=int, default=10, help="paper schedule only")
-    p.add_argument("--restart", action="store_true", help="retrain folds that already finished")
-    p.add_argument(
-        "--calibrate",
-        choices=("nll", "ci"),
-        help="also calibrate each fold's spread on its validation stimuli (gml calibrate) and "
-        "pool the calibrated models' results into cv-calibrated/",
-    )
-    p.add_argument(
-        "--seeds",
-        type=int,
-        default=1,
-        help="models per fold (seed_everything 0..K-1), tested as one ensemble (default 1)",
-    )
-    return p
+#: A configuration: a shipped name, a YAML file, or several stacked (see :func:`gml.train.fit`).
+Config = str | os.PathLike | Sequence[str | os.PathLike]
 
 
-def main(argv: list[str]) -> None:
-    """Entry point of ``gml cv``."""
-    args, overrides = build_parser().parse_known_args(argv)
-    if not args.config and not (args.collect and args.out):
-        raise GMLError("cv: --config is required (or --collect with --out)")
-    if args.folds < 2:
-        raise GMLError(f"cv: --folds {args.folds}; expected 2 or more")
-    if args.seeds < 1:
-        raise GMLError(f"cv: --seeds {args.seeds}; expected 1 or more")
-    if args.calibrate and (args.seeds > 1 or args.schedule == "paper"):
-        raise GMLError("cv: --calibrate is for one model per fold (no --seeds, no paper schedule)")
-    if args.seeds > 1 and args.schedule == "paper":
-        raise GMLError("cv: --seeds is for the per-fold schedule, not --schedule paper")
-    name = args.name or (Path(args.config[-1]).stem if args.config else Path(args.out).name)
-    out = Path(args.out or Path("runs") / "cv" / name).resolve()
-    try:
-        _run(args, overrides, out, name)
-    except Interrupted as err:
-        # the same command continues: finished folds are kept, an interrupted one resumes
-        err.resume = continue_command(argv, out)
-        raise
+@dataclass
+class CVSettings:
+    """How to cross-validate one configuration.
+
+    Attributes:
+        config: What :func:`gml.train.fit` trains (a name, a file, files stacked in order).
+        overrides: Settings on top of it, by dotted key (``{"trainer.max_epochs": 5}``).
+        folds: Number of folds (2 or more).
+        out: The output folder.
+        name: The model's name in tables.
+        restart: Retrain folds that already finished (else they are kept, and an interrupted
+            one continues from its ``last.ckpt``).
+        seeds: Models per fold (``seed_everything`` 0..K-1), tested as one ensemble.
+        calibrate: Also calibrate each fold's spread (``"nll"`` or ``"ci"``) and pool the
+            calibrated models' results into ``cv-calibrated/``.
+        epochs_per_fold: The paper schedule's epochs on each partition.
+    """
+
+    config: Config
+    out: Path
+    name: str
+    overrides: dict[str, Any] | None = None
+    folds: int = 5
+    restart: bool = False
+    seeds: int = 1
+    calibrate: str | None = None
+    epochs_per_fold: int = 10
+
+    def check(self, schedule: str = "cv") -> None:
+        """Refuse settings that cannot go together.
+
+        Raises:
+            GMLError: fewer than 2 folds or 1 seed; seeds or calibration with the paper
+                schedule.
+        """
+        if self.folds < 2:
+            raise GMLError(f"cv: --folds {self.folds}; expected 2 or more")
+        if self.seeds < 1:
+            raise GMLError(f"cv: --seeds {self.seeds}; expected 1 or more")
+        if self.calibrate and (self.seeds > 1 or schedule == "paper"):
+            raise GMLError(
+                "cv: --calibrate is for one model per fold (no --seeds, no paper schedule)"
+            )
+        if self.seeds > 1 and schedule == "paper":
+            raise GMLError("cv: --seeds is for the per-fold schedule, not --schedule paper")
+
+    def fit(self, **more: Any) -> train.FitResult:
+        """:func:`gml.train.fit` of this configuration with its overrides and ``more``."""
+        return train.fit(self.config, **{**(self.overrides or {}), **more})
 
 
-def continue_command(argv: list[str], out: Path) -> str:
-    """The ``gml cv`` command that continues an interrupted one: the same arguments, with the
-    output folder named and without ``--restart`` (which would train finished folds again)."""
-    import shlex
+def cross_validate(cv: CVSettings, only: Sequence[int] | None = None) -> dict | None:
+    """One model per fold: train and test each fold (``only``: just these folds, e.g. one job
+    of several), then pool the held-out predictions of all folds (and, with ``cv.calibrate``,
+    the calibrated models' ones).
 
-    args = [a for a in argv if a != "--restart"]
-    if not any(a == "--out" or a.startswith("--out=") for a in args):
-        args += ["--out", str(out)]
-    return "gml cv " + shlex.join(args)
+    Returns:
+        The pooled results per test set (as :func:`collect`), or None when only some folds ran
+        (each fold's table is printed; :func:`collect` pools them once all have run).
 
-
-def _run(args, overrides: list[str], out: Path, name: str) -> None:
-    if args.schedule == "paper":
-        paper_schedule(args, overrides, out)
-        return
-    folds = args.fold if args.fold else list(range(args.folds))
-    bad = [k for k in folds if not 0 <= k < args.folds]
+    Raises:
+        GMLError: see :func:`check_folds`, or a fold number out of range.
+        Interrupted: a signal stopped training; running it again continues.
+    """
+    cv.check()
+    folds = list(only) if only else list(range(cv.folds))
+    bad = [k for k in folds if not 0 <= k < cv.folds]
     if bad:
-        raise GMLError(f"cv: --fold {bad[0]}; expected 0 to {args.folds - 1}")
-    if not args.collect:
-        check_folds(args, overrides)
+        raise GMLError(f"cv: --fold {bad[0]}; expected 0 to {cv.folds - 1}")
+    check_folds(cv)
+    for k in folds:
+        run_fold(cv, k)
+    if only:
         for k in folds:
-            run_fold(args, overrides, out, k)
-    if args.collect or not args.fold:
-        collect(out, args.folds, name)
-        if args.calibrate:
-            for k in range(args.folds):
-                calibrate_fold(out, k, args.calibrate)
-            collect(out, args.folds, f"{name} (calibrated by {args.calibrate})", "calibrated")
-    else:
-        for k in folds:
-            print_fold(out, k)
-        done = [k for k in range(args.folds) if _fold_done(out, k)]
+            print_fold(cv.out, k)
+        done = [k for k in range(cv.folds) if _fold_done(cv.out, k)]
         print(
-            f"gml cv: folds finished {done} of {args.folds}; the pooled table of all folds comes "
-            f"from: gml cv --collect --out {out} --folds {args.folds}"
+            f"gml cv: folds finished {done} of {cv.folds}; the pooled table of all folds comes "
+            f"from: gml cv --collect --out {cv.out} --folds {cv.folds}"
         )
+        return None
+    return collect_all(cv)
+
+
+def collect_all(cv: CVSettings) -> dict:
+    """Pool every fold (and, with ``cv.calibrate``, calibrate and test each fold's best
+    checkpoint and pool those too). Returns the uncalibrated pooled results."""
+    results = collect(cv.out, cv.folds, cv.name)
+    if cv.calibrate:
+        for k in range(cv.folds):
+            calibrate_fold(cv.out, k, cv.calibrate)
+        collect(cv.out, cv.folds, f"{cv.name} (calibrated by {cv.calibrate})", "calibrated")
+    return results
 
 
 def print_fold(out: Path, k: int, variant: str = "") -> None:
     """Print fold ``k``'s per-test-set table (its held-out stimuli), as ``gml test`` does,
     and where its files are."""
-    import json
-
-    from gml import report
-
     d = _fold_dir(out, k) / _test_dir(variant)
     results = json.loads((d / "metrics.json").read_text())["test_sets"]
     results = {
@@ -142,7 +163,7 @@ def print_fold(out: Path, k: int, variant: str = "") -> None:
     print(f"gml cv: fold {k}'s metrics.json, predictions.csv and plots are in {d}", flush=True)
 
 
-def check_folds(args, overrides: list[str]) -> None:
+def check_folds(cv: CVSettings) -> None:
     """Fail before any training when cross-validation cannot hold every item out once.
 
     Raises:
@@ -150,11 +171,8 @@ def check_folds(args, overrides: list[str]) -> None:
             fold), or a listening test has fewer items than folds (some folds would hold none
             of it out).
     """
-    from gml.cli import GMLCLI
-    from gml.data.manifest import Manifest
-
-    cli = GMLCLI(args=[*_config_args(args), *overrides], run=False)
-    path = cli.datamodule.manifest_path()
+    _, datamodule = train.configure(cv.config, **(cv.overrides or {}))
+    path = datamodule.manifest_path()
     manifest = Manifest.read(path, check_audio=False)
     if manifest.has_split:
         raise GMLError(
@@ -162,16 +180,12 @@ def check_folds(args, overrides: list[str]) -> None:
             "for cross-validation, or use --schedule paper (its split = test rows are kept out)"
         )
     items = manifest.ratings.groupby("test")["item"].nunique()
-    few = items[items < args.folds]
+    few = items[items < cv.folds]
     if len(few):
         raise GMLError(
             f"{path}: listening test {few.index[0]!r} has {few.iloc[0]} items, fewer than "
-            f"--folds {args.folds}; some folds would hold none of it out (use --folds {few.iloc[0]})"
+            f"--folds {cv.folds}; some folds would hold none of it out (use --folds {few.iloc[0]})"
         )
-
-
-def _config_args(args) -> list[str]:
-    return [a for c in args.config for a in ("--config", c)]
 
 
 def _fold_dir(out: Path, k: int) -> Path:
@@ -183,76 +197,65 @@ def _fold_done(out: Path, k: int, variant: str = "") -> bool:
     return (d / "predictions.csv").is_file() and (d / "metrics.json").is_file()
 
 
-def _logger_args(out: Path, version: str) -> list[str]:
-    return [
-        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
-        "--trainer.logger.init_args.save_dir", str(out),
-        "--trainer.logger.init_args.name", "",
-        "--trainer.logger.init_args.version", version,
-    ]  # fmt: skip
+def _logger(out: Path, version: str) -> dict[str, Any]:
+    """A CSV logger writing into ``out/version`` (the run folder of one model)."""
+    return {
+        "trainer.logger": {
+            "class_path": "lightning.pytorch.loggers.CSVLogger",
+            "init_args": {"save_dir": str(out), "name": "", "version": version},
+        }
+    }
 
 
-def run_fold(args, overrides: list[str], out: Path, k: int) -> None:
-    """Train fold ``k`` (held out for testing) and test its best checkpoint (with ``--seeds K``
-    the ensemble of its K seeds' best checkpoints). A fold whose training was interrupted
-    continues from its ``last.ckpt``; ``--restart`` trains it again from scratch."""
-    from gml.cli import run
-
+def run_fold(cv: CVSettings, k: int) -> None:
+    """Train fold ``k`` (held out for testing) and test its best checkpoint (with ``seeds``
+    K, the ensemble of its K seeds' best checkpoints). A fold whose training was interrupted
+    continues from its ``last.ckpt``; ``restart`` trains it again from scratch."""
+    out = cv.out
     fold_dir = _fold_dir(out, k)
-    if _fold_done(out, k) and not args.restart:
+    if _fold_done(out, k) and not cv.restart:
         print(f"gml cv: fold {k} already finished ({fold_dir}); --restart retrains it", flush=True)
         return
-    if fold_dir.exists() and args.restart:
+    if fold_dir.exists() and cv.restart:
         shutil.rmtree(fold_dir)
-    print(f"gml cv: fold {k + 1}/{args.folds} → {fold_dir}", flush=True)
-    if args.seeds == 1:
-        best = _train(args, overrides, out, k, f"fold{k}", [])
+    print(f"gml cv: fold {k + 1}/{cv.folds} → {fold_dir}", flush=True)
+    if cv.seeds == 1:
+        best = _train(cv, k, f"fold{k}", {})
         # its table is printed when the command ends (print_fold), or pooled by collect
-        run(["test", "--ckpt", str(best), "--trainer.enable_progress_bar", "false"], False)
+        evaluate(best)
         return
-    # --seeds K: K models per fold (seeds 0..K-1 of seed_everything), tested as one ensemble
-    members = [
-        _train(args, overrides, out, k, f"fold{k}/seed{s}", ["--seed_everything", str(s)])
-        for s in range(args.seeds)
-    ]
-    from gml.cli.test_ensemble import main as test_ensemble
-
-    test_ensemble(
-        [a for m in members for a in ("--ckpt", str(m))]
-        + ["--out", str(fold_dir / "test-best"), "--data.progress", "false"]
-    )
+    # seeds K: K models per fold (seeds 0..K-1 of seed_everything), tested as one ensemble
+    members = [_train(cv, k, f"fold{k}/seed{s}", {"seed_everything": s}) for s in range(cv.seeds)]
+    evaluation = evaluate([str(m) for m in members], out_dir=fold_dir / "test-best")
+    print(f"ensemble of {len(members)} checkpoints")
+    print(report.format_evaluation(evaluation), flush=True)
 
 
-def _train(args, overrides: list[str], out: Path, k: int, version: str, extra: list[str]) -> Path:
-    """Train one model of fold ``k`` into ``out/version`` (continuing it from its
-    ``last.ckpt`` when an earlier run was interrupted); returns its ``best.ckpt``."""
-    from gml.cli import run
-    from gml.cli.precheck import check_resume_folder
-
-    run_dir = out / version
+def _resumable(run_dir: Path, restart: bool) -> bool:
     try:
         check_resume_folder(str(run_dir))
-        resumable = not args.restart
     except GMLError:
-        resumable = False
-    if resumable:
+        return False
+    return not restart
+
+
+def _train(cv: CVSettings, k: int, version: str, extra: dict[str, Any]) -> Path:
+    """Train one model of fold ``k`` into ``out/version`` (continuing it from its
+    ``last.ckpt`` when an earlier run was interrupted); returns its ``best.ckpt``."""
+    run_dir = cv.out / version
+    if _resumable(run_dir, cv.restart):
         # its config.yaml holds the overrides already (given again, `+=` would add twice)
         print(f"gml cv: continuing {run_dir} from its last.ckpt", flush=True)
-        cli = run(["fit", "--resume", str(run_dir)])
+        result = train.fit(resume=run_dir)
     else:
         if run_dir.exists():
             shutil.rmtree(run_dir)  # trained too briefly to have a last.ckpt: from scratch
-        cli = run(
-            ["fit", *_config_args(args), *overrides, *extra,
-             "--data.num_folds", str(args.folds), "--data.fold", str(k),
-             "--data.fold_role", "test", *_logger_args(out, version)]
-        )  # fmt: skip
-    ckpt = cli.trainer.checkpoint_callback
-    best = (
-        Path(ckpt.best_model_path)
-        if ckpt is not None and ckpt.best_model_path
-        else run_dir / "last.ckpt"
-    )
+        result = cv.fit(
+            **extra,
+            **{"data.num_folds": cv.folds, "data.fold": k, "data.fold_role": "test"},
+            **_logger(cv.out, version),
+        )
+    best = result.best if result.best is not None else run_dir / "last.ckpt"
     best_link = run_dir / "best.ckpt"
     if best.resolve() != best_link.resolve() and best.is_file():
         shutil.copyfile(best, best_link)
@@ -265,9 +268,6 @@ def _test_dir(variant: str) -> str:
 
 def calibrate_fold(out: Path, k: int, method: str) -> None:
     """Calibrate fold ``k``'s best checkpoint and test the calibrated one (skipped when done)."""
-    from gml.calibration import calibrate
-    from gml.evaluation import evaluate
-
     if _fold_done(out, k, "calibrated"):
         return
     fold_dir = _fold_dir(out, k)
@@ -283,15 +283,12 @@ def calibrate_fold(out: Path, k: int, method: str) -> None:
 def collect(out: Path, num_folds: int, name: str, variant: str = "") -> dict:
     """Merge every fold's held-out predictions and compute pooled metrics per test set
     (``variant="calibrated"``: the calibrated models' results, into ``cv-calibrated/``)."""
-    from gml import baselines, report
-
     frames, pits, bases, per_fold = [], [], [], {}
     missing = [k for k in range(num_folds) if not _fold_done(out, k, variant)]
     if missing:
         raise GMLError(
             f"{out}: fold(s) {missing} not finished; run them with 'gml cv --config ... --fold K --out {out}'"
         )
-    import json
 
     def read(path: Path) -> pd.DataFrame:
         return pd.read_csv(path, dtype={c: str for c in KEY}, keep_default_na=False, na_values=[""])
@@ -364,8 +361,6 @@ def collect(out: Path, num_folds: int, name: str, variant: str = "") -> dict:
     )
     if pit is not None:
         report.atomic_write_text(cv_dir / "pit.csv", pit.to_csv(index=False, float_format="%.5f"))
-    from gml import plots
-
     saved = plots.save_test_set_plots(allp, pit, cv_dir)
     print(f"\n{name}: {num_folds}-fold cross-validation, pooled held-out predictions")
     print(report.format_table(results, extra=report.SCORE_COLUMNS))
@@ -388,46 +383,46 @@ def collect(out: Path, num_folds: int, name: str, variant: str = "") -> dict:
     return results
 
 
-def paper_schedule(args, overrides: list[str], out: Path) -> None:
-    """One model, ``epochs_per_fold`` epochs on each train/val partition in turn."""
-    from gml.cli import run
-    from gml.cli.precheck import check_resume_folder
+def paper_schedule(cv: CVSettings) -> Path:
+    """One model, ``epochs_per_fold`` epochs on each train/val partition in turn; tested at the
+    end on the manifest's held-out listening tests (``split = test`` rows), if it has any.
 
+    Returns:
+        The final checkpoint (``out/final.ckpt``).
+    """
+    cv.check("paper")
     prev = None
-    cli = None
-    for k in range(args.folds):
-        stage = out / f"stage{k}"
-        print(
-            f"gml cv (paper schedule): partition {k + 1}/{args.folds}, epochs {k * args.epochs_per_fold}-{(k + 1) * args.epochs_per_fold}",
-            flush=True,
-        )
-        try:
-            check_resume_folder(str(stage))
-            resumable = not args.restart
-        except GMLError:
-            resumable = False
-        if resumable:  # an interrupted (or finished) stage continues from its last.ckpt
-            cli = run(["fit", "--resume", str(stage)])
+    result = None
+    for k in range(cv.folds):
+        stage = cv.out / f"stage{k}"
+        epochs = f"{k * cv.epochs_per_fold}-{(k + 1) * cv.epochs_per_fold}"
+        print(f"gml cv (paper schedule): partition {k + 1}/{cv.folds}, epochs {epochs}", flush=True)
+        if _resumable(stage, cv.restart):  # an interrupted (or finished) stage continues
+            result = train.fit(resume=stage)
         else:
             if stage.exists():
                 shutil.rmtree(stage)
-            argv = ["fit", *_config_args(args), *overrides,
-                    "--data.num_folds", str(args.folds), "--data.fold", str(k), "--data.fold_role", "val",
-                    "--trainer.max_epochs", str((k + 1) * args.epochs_per_fold),
-                    *_logger_args(out, f"stage{k}")]  # fmt: skip
+            more = {
+                "data.num_folds": cv.folds,
+                "data.fold": k,
+                "data.fold_role": "val",
+                "trainer.max_epochs": (k + 1) * cv.epochs_per_fold,
+                **_logger(cv.out, f"stage{k}"),
+            }
             if prev is not None:
-                argv += ["--ckpt_path", str(prev)]
-            cli = run(argv)
+                more["ckpt_path"] = str(prev)
+            result = cv.fit(**more)
         prev = stage / "last.ckpt"
-    final = out / "final.ckpt"
+    final = cv.out / "final.ckpt"
     shutil.copyfile(prev, final)
     print(f"gml cv (paper schedule): final model {final}", flush=True)
-    dm = cli.datamodule
+    dm = result.datamodule
     if dm is not None and dm.partition is not None and (dm.partition == "test").any():
-        run(["test", "--ckpt", str(final), "--trainer.enable_progress_bar", "false"])
+        print("\n" + report.format_evaluation(evaluate(final)), flush=True)
     else:
         print(
             "no held-out listening test in this manifest (no rows with split = test); "
             f"evaluate with: gml test --ckpt {final} --data.manifest <test manifest> --data.test_all true",
             file=sys.stderr,
         )
+    return final

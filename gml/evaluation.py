@@ -2,9 +2,9 @@
 known, over the systems under test), the baselines of :mod:`gml.baselines`, ``metrics.json``,
 ``predictions.csv``, ``pit.csv``, ``baselines.csv`` and plots.
 
-:class:`TestReport` is a Lightning callback: ``trainer.test(model, datamodule)`` in a notebook
-writes the same files as ``gml test`` (a :class:`~gml.module.GMLModule` attaches one when the
-trainer has none). :func:`evaluate` runs it on a checkpoint in one call.
+:class:`TestReport` is a Lightning callback: ``Trainer(callbacks=[TestReport()]).test(model,
+datamodule)`` in a notebook writes the same files as ``gml test`` (which attaches one, as
+:func:`evaluate` and ``gml cv`` do). :func:`evaluate` runs it on a checkpoint in one call.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from gml.augment import BatchAugment
 from gml.errors import GMLError
 from gml.features import GammatoneFrontend
-from gml.heads import DistributionHead, LogisticHead
+from gml.heads import DistributionHead, LogisticHead, SpreadScaled
 from gml.stats import SCORE_RANGE, ci_halfwidth
 
 
@@ -132,8 +132,6 @@ class GMLModule(L.LightningModule):
             return self.head.distribution(params)
         if hasattr(self.head, "spread_distribution"):  # location-scale heads: exact
             return self.head.spread_distribution(params, factor)
-        from gml.calibration import SpreadScaled
-
         return SpreadScaled(self.head.distribution(params), factor)
 
     # -- training -------------------------------------------------------------------------
@@ -217,17 +215,11 @@ class GMLModule(L.LightningModule):
     # -- testing --------------------------------------------------------------------------
 
     def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
-        """Per-stimulus outputs; :class:`gml.evaluation.TestReport` turns them into metrics
-        and reports (``configure_callbacks`` attaches one when the trainer has none)."""
+        """Per-stimulus outputs. A :class:`gml.evaluation.TestReport` callback turns them into
+        metrics and reports; ``gml test``, :func:`gml.evaluate` and ``gml cv`` attach one, and
+        ``Trainer(callbacks=[TestReport()])`` does in a notebook (without one, ``trainer.test``
+        computes the outputs and reports nothing)."""
         return {k: v.detach() for k, v in self._evaluate(batch).items()}
-
-    def configure_callbacks(self) -> list:
-        from gml.evaluation import TestReport
-
-        trainer = self._trainer
-        if trainer is not None and any(isinstance(c, TestReport) for c in trainer.callbacks):
-            return []  # the caller configured its own report (e.g. gml test's output folder)
-        return [TestReport()]
 
     def setup(self, stage: str) -> None:
         """Check that the data module computes features and targets the way this model needs."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from gml.data.tables import read_table
 from gml.errors import GMLError
 
 __all__ = ["AUDIO_SUFFIXES", "PairMatch", "audio_files", "match_dirs", "read_pairs"]
@@ -81,19 +82,7 @@ def read_pairs(path: str | os.PathLike) -> tuple[list[str], list[str], pd.DataFr
         GMLError: missing file or column, empty cell, or audio file not found (row named).
     """
     path = Path(path)
-    if not path.is_file():
-        raise GMLError(f"{path}: pairs file not found")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise GMLError(f"{path}: not a readable CSV file ({err})") from None
-    missing = [c for c in ("reference", "coded") if c not in df.columns]
-    if missing:
-        raise GMLError(
-            f"{path}: missing column(s) {', '.join(missing)}; required: reference, coded"
-        )
-    if len(df) == 0:
-        raise GMLError(f"{path}: no pairs (a header but no rows)")
+    df = read_table(path, ("reference", "coded"), GMLError, what="pairs file", rows="pairs")
     resolved: dict[str, list[str]] = {}
     for col in ("reference", "coded"):
         paths = []

@@ -126,7 +126,7 @@ def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
 # ----------------------------------------------------------------------------- figures
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     """A pyplot-free figure with an Agg canvas (no backend selection, no global state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -212,7 +212,7 @@ def means_figure(frame: pd.DataFrame, title: str) -> Figure:
     keep = np.isfinite(x) & np.isfinite(y)
     x, y, xe, ye, roles = x[keep], y[keep], xe[keep], ye[keep], _roles(frame)[keep]
 
-    fig = _new_figure(5.2, 5.2)
+    fig = new_figure(5.2, 5.2)
     ax = fig.add_subplot()
     # error bars in separate calls so that a NaN half-width draws nothing, not even a cap
     has_xe, has_ye = np.isfinite(xe), np.isfinite(ye)
@@ -276,7 +276,7 @@ def cis_figure(frame: pd.DataFrame, title: str) -> Figure:
     keep = np.isfinite(x) & np.isfinite(y)
     x, y, roles = x[keep], y[keep], _roles(frame)[keep]
 
-    fig = _new_figure(5.2, 5.2)
+    fig = new_figure(5.2, 5.2)
     ax = fig.add_subplot()
     ax.set_title(f"{title}: 95 % CI half-widths")
     if not len(x):
@@ -324,7 +324,7 @@ def calibration_figure(
     """
     values = _pit_values(pit)
     if not len(values):
-        fig = _new_figure(5.2, 3.0)
+        fig = new_figure(5.2, 3.0)
         ax = fig.add_subplot()
         ax.set_title(f"{title}: calibration")
         _message(ax, NO_CDF_TEXT)
@@ -332,7 +332,7 @@ def calibration_figure(
 
     n = len(values)
     cov = central_coverage(values, levels)
-    fig = _new_figure(10.0, 4.6)
+    fig = new_figure(10.0, 4.6)
     ax_cov, ax_hist = fig.subplots(1, 2)
     fig.suptitle(f"{title}: calibration ({n} individual scores)")
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from gml import text_table
 from gml.atomic import atomic_write_text
 from gml.metrics import TABLE_COLUMNS
 from gml.stats import STIMULUS_KEY
@@ -47,12 +48,7 @@ def format_table(
         row = [name] + [fmt(res.get(k, float("nan"))) for k, _, _ in TABLE_COLUMNS]
         row += [fmt(res.get(k, float("nan"))) for k in (extra or {}).values()]
         rows.append(row)
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-
-    def line(r):
-        return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+    return text_table.aligned(headers, rows)
 
 
 def predictions_frame(

@@ -1,10 +1,10 @@
 """Plain statistics shared by heads, metrics, reports and predict.
 
-Definitions (see ``docs/DESIGN.md``, "Statistics"): for a stimulus with ``N`` listener scores,
-the subjective mean, the sample standard deviation ``s`` (ddof 1) and the two-sided t-based
-95 % confidence-interval half-width ``t((1 + level) / 2, N - 1) · s / √N``. The predicted CI
-half-width uses the same formula with the model's standard deviation and the same ``N``.
-Stimuli with ``N < 2`` have no CI: every function here returns NaN for them.
+Definitions (as in the GML paper and README, "What is reported"): for a stimulus with ``N``
+listener scores, the subjective mean, the sample standard deviation ``s`` (ddof 1) and the
+two-sided t-based 95 % confidence-interval half-width ``t((1 + level) / 2, N - 1) · s / √N``.
+The predicted CI half-width uses the same formula with the model's standard deviation and the
+same ``N``. Stimuli with ``N < 2`` have no CI: every function here returns NaN for them.
 
 Only torch, numpy and scipy are used. Functions accept Python numbers, numpy arrays or torch
 tensors and return the same kind (a tensor as soon as one argument is a tensor).

@@ -1,4 +1,4 @@
-"""``gml table``: one Table-I-style comparison of several runs.
+"""One Table-I-style comparison of several runs (the library behind ``gml table``).
 
 Each run is a ``metrics.json`` written by ``gml test`` or ``gml cv`` (or a folder holding one:
 ``cv/metrics.json``, ``test-best/metrics.json`` or ``metrics.json`` are looked for, in that
@@ -11,14 +11,14 @@ has them, in italics and never marked best: they come from the data, not from a 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
 
+from gml import text_table
 from gml.errors import GMLError
 from gml.metrics import TABLE_COLUMNS
-from gml.report import atomic_write_text, fmt
+from gml.report import fmt
 
 CANDIDATES = ("cv/metrics.json", "test-best/metrics.json", "metrics.json")
 
@@ -126,55 +126,10 @@ def render(runs, fmt_name: str = "md", columns=None, baselines=()) -> str:
                 row.append(cell)
         rows.append(row)
     if fmt_name == "csv":
-        import csv
-        import io
-
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(rows)
-        return buf.getvalue()
+        return text_table.csv_text(header, rows)
     arrows = {
         k: ("" if h is None else f"→{h:g}" if not isinstance(h, bool) else "↑" if h else "↓")
         for k, _, h in columns
     }
     header = ["model"] + [f"{t} {h} {arrows[k]}".rstrip() for t in test_sets for k, h, _ in columns]
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
-    ]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str]) -> None:
-    """Entry point of ``gml table``."""
-    p = argparse.ArgumentParser(
-        prog="gml table",
-        description="One Table-I-style comparison of several runs (gml test or gml cv outputs): one "
-        "row per run, metric columns per test set, the best value per column marked.",
-    )
-    p.add_argument("--runs", nargs="+", required=True, help="run folders or metrics.json files")
-    p.add_argument("--names", nargs="+", help="row names (default: the run's name)")
-    p.add_argument("--md", help="also write the Markdown table to this file")
-    p.add_argument("--csv", help="also write a CSV table to this file")
-    p.add_argument(
-        "--coverage",
-        action="store_true",
-        help="add the coverage of the central 50 %% / 90 %% intervals (best: closest to nominal)",
-    )
-    p.add_argument(
-        "--no-baselines",
-        action="store_true",
-        help="leave out the baseline rows (condition oracle, constant spread, noise ceiling)",
-    )
-    args = p.parse_args(argv)
-    runs = load_runs(args.runs, args.names)
-    bases = [] if args.no_baselines else load_baselines(args.runs)
-    columns = list(TABLE_COLUMNS) + (COVERAGE_COLUMNS if args.coverage else [])
-    md = render(runs, "md", columns, bases)
-    print(md, end="")
-    if args.md:
-        atomic_write_text(Path(args.md), md)
-    if args.csv:
-        atomic_write_text(Path(args.csv), render(runs, "csv", columns, bases))
+    return text_table.markdown(header, rows, left_marker="---") + "\n"

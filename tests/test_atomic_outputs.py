@@ -28,7 +28,7 @@ ALLOWED = {
     "atomic.py",
     # the demo corpus is generated inside a temporary folder that is renamed into place as a
     # whole (and a killed generator's folder is removed by the next run: tests/test_demo.py)
-    "data/demo.py",
+    "data/demo/install.py",
     # the --ckpt expansion writes a private temporary config, deleted after the run
     "cli/lightning.py",
     # figures render into an in-memory buffer, which gml.atomic writes (plots.save_png)

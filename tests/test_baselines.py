@@ -164,6 +164,7 @@ def test_noise_ceiling_falls_with_the_panel_size():
     assert base.noise_ceiling(scores(5), n_boot=50) == small
 
 
+@pytest.mark.slow
 def test_gml_test_reports_subsets_and_baselines(tiny_demo, tmp_path, capsys):
     from gml.cli import main
 

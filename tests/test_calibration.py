@@ -6,9 +6,10 @@ import pytest
 import torch
 
 import gml
-from gml.calibration import CALIBRATION_KEY, SpreadScaled, calibrate
+from gml.calibration import CALIBRATION_KEY, calibrate
 from gml.cli import main
 from gml.errors import GMLError
+from gml.heads import SpreadScaled
 
 from .conftest import write_pair
 

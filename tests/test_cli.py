@@ -199,6 +199,7 @@ def test_help_lists_subcommands(tmp_path):
     assert _gml(cwd=tmp_path).returncode == 2  # no command: the help, and an error status
 
 
+@pytest.mark.slow
 def test_lightning_command_help(tmp_path):
     """gml's own options are listed, and nothing looks required that has a default."""
     fit = _gml("fit", "--help", cwd=tmp_path)
@@ -316,6 +317,7 @@ def test_fit_checks_the_manifest_before_creating_the_run_folder(tmp_path, noise_
     assert not (tmp_path / "root").exists() and not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_unknown_config_key(tmp_path):
     r = _gml(
         "fit",
@@ -328,6 +330,7 @@ def test_unknown_config_key(tmp_path):
     _one_line_error(r, "no_such_key")
 
 
+@pytest.mark.slow
 def test_not_a_checkpoint(tmp_path):
     fake = tmp_path / "x.ckpt"
     fake.write_text("hello")
@@ -335,8 +338,8 @@ def test_not_a_checkpoint(tmp_path):
     _one_line_error(r, "x.ckpt", "not a readable PyTorch checkpoint")
 
 
-def test_evaluation_writes_nothing_in_cwd(noise_manifest, tmp_path, monkeypatch):
-    run = _fit(tmp_path, noise_manifest, "--model.backbone.init_args.preset", "tiny")
+def test_evaluation_writes_nothing_in_cwd(tiny_run, tmp_path, monkeypatch):
+    run = tiny_run  # demo.yaml, tiny preset, on the noise test: no training of its own
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -344,8 +347,8 @@ def test_evaluation_writes_nothing_in_cwd(noise_manifest, tmp_path, monkeypatch)
     assert list(elsewhere.iterdir()) == []
 
 
-def test_predict_writes_predictions(noise_manifest, tmp_path, monkeypatch, capsys):
-    run = _fit(tmp_path, noise_manifest, "--model.backbone.init_args.preset", "tiny")
+def test_predict_writes_predictions(tiny_run, tmp_path, monkeypatch, capsys):
+    run = tiny_run  # demo.yaml, tiny preset, on the noise test: no training of its own
     monkeypatch.chdir(tmp_path)
     main(["predict", "--ckpt", str(run / "last.ckpt"), "--no-progress"])
     out = run / "predict-last" / "predictions.csv"
@@ -355,6 +358,7 @@ def test_predict_writes_predictions(noise_manifest, tmp_path, monkeypatch, capsy
     assert set(preds["partition"]) == {"train", "val", "test"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, needle",
     [

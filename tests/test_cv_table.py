@@ -47,6 +47,7 @@ def cv_runs(tiny_demo, tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_cv_pools_every_stimulus_once(cv_runs, tiny_demo):
     preds = pd.read_csv(cv_runs / "gml" / "cv" / "predictions.csv")
     manifest = pd.read_csv(tiny_demo)
@@ -57,6 +58,7 @@ def test_cv_pools_every_stimulus_once(cv_runs, tiny_demo):
     assert set(preds["cv_fold"]) == {0, 1}
 
 
+@pytest.mark.slow
 def test_cv_pooled_metrics_match_scipy(cv_runs):
     m = json.loads((cv_runs / "gml" / "cv" / "metrics.json").read_text())
     preds = pd.read_csv(cv_runs / "gml" / "cv" / "predictions.csv")
@@ -100,6 +102,7 @@ def test_cv_pooled_metrics_match_scipy(cv_runs):
             assert (cv_runs / "gml" / "cv" / "plots" / f"{test}-{kind}.png").is_file()
 
 
+@pytest.mark.slow
 def test_nongml_reports_na(cv_runs):
     m = json.loads((cv_runs / "nongml" / "cv" / "metrics.json").read_text())
     res = m["test_sets"]["demo-music"]
@@ -107,6 +110,7 @@ def test_nongml_reports_na(cv_runs):
     assert res["mean_pearson"] is not None
 
 
+@pytest.mark.slow
 def test_separate_folds_then_collect(tiny_demo, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = Path("split-jobs")  # relative on purpose
@@ -132,6 +136,7 @@ def test_separate_folds_then_collect(tiny_demo, tmp_path, capsys, monkeypatch):
     assert (out / "cv" / "metrics.json").is_file()
 
 
+@pytest.mark.slow
 def test_table_marks_best_and_na(cv_runs, tmp_path, capsys):
     md, csv = tmp_path / "t.md", tmp_path / "t.csv"
     main(
@@ -176,6 +181,7 @@ def test_table_marks_best_and_na(cv_runs, tmp_path, capsys):
     ).endswith("*")
 
 
+@pytest.mark.slow
 def test_paper_schedule(split_manifest, tmp_path):
     out = tmp_path / "paper"
     main(["cv", "--config", DEMO, "--schedule", "paper", "--folds", "2", "--epochs-per-fold", "1", "--out", str(out),
@@ -185,6 +191,23 @@ def test_paper_schedule(split_manifest, tmp_path):
     assert metrics["epoch"].max() == 1  # two stages of one epoch: epochs 0 and 1 of one model
     preds = pd.read_csv(out / "test-final" / "predictions.csv")
     assert set(preds["item"]) == {"item4", "item5"}  # the manifest's split = test rows
+
+
+@pytest.mark.slow
+def test_paper_schedule_from_python_in_one_call(split_manifest, tmp_path):
+    from gml.cv import CVSettings, paper_schedule
+
+    tiny = {
+        "data.manifest": str(split_manifest),
+        "data.progress": False,
+        "model.backbone.init_args.preset": "tiny",
+        "trainer": {"limit_train_batches": 2, "enable_progress_bar": False, "accelerator": "cpu"},
+    }
+    settings = CVSettings("demo", tmp_path / "paper", "demo", tiny, folds=2, epochs_per_fold=1)
+    final = paper_schedule(settings)
+    assert final == tmp_path / "paper" / "final.ckpt" and final.is_file()
+    preds = pd.read_csv(tmp_path / "paper" / "test-final" / "predictions.csv")
+    assert set(preds["item"]) == {"item4", "item5"}  # tested on the split = test rows
 
 
 def test_cv_refuses_split_column_and_too_few_items(split_manifest, noise_manifest, capsys):
@@ -200,6 +223,7 @@ def test_cv_refuses_split_column_and_too_few_items(split_manifest, noise_manifes
     assert "has 6 items, fewer than --folds 7" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cv_seeds_tests_each_fold_as_an_ensemble(tiny_demo, tmp_path, capsys):
     out = tmp_path / "ens"
     main(["cv", "--config", DEMO, "--folds", "2", "--seeds", "2", "--out", str(out),
@@ -212,6 +236,7 @@ def test_cv_seeds_tests_each_fold_as_an_ensemble(tiny_demo, tmp_path, capsys):
     assert "ensemble of 2 checkpoints" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_cv_calibrate_pools_the_calibrated_folds(tiny_demo, tmp_path, capsys):
     out = tmp_path / "cal"
     main(["cv", "--config", DEMO, "--folds", "2", "--calibrate", "ci", "--out", str(out),
@@ -240,6 +265,7 @@ def test_table_coverage_columns_mark_the_closest_to_nominal():
     assert "| a | 0.400 | **0.950** |" in md and "| b | **0.550** | 0.800 |" in md
 
 
+@pytest.mark.slow
 def test_an_interrupted_fold_continues_and_prints_its_table(
     tiny_demo, tmp_path, capsys, monkeypatch
 ):
@@ -284,3 +310,23 @@ def test_an_interrupted_fold_continues_and_prints_its_table(
     assert torch.load(out / "fold0" / "last.ckpt", weights_only=False)["global_step"] == 4
     metrics = pd.read_csv(out / "fold0" / "metrics.csv")
     assert list(metrics.loc[metrics["train/loss"].notna(), "step"]) == [0, 1, 2, 3]
+
+
+def test_cv_passes_its_other_options_on_as_fit_overrides():
+    from gml.cli.cv import overrides_of
+    from gml.errors import GMLError
+
+    got = overrides_of(
+        ["--trainer.max_epochs", "5", "--model.optimizer.init_args.lr=1e-3",
+         "--data.progress", "false", "--model.augment+=gml.augment.CutMix",
+         "--data.manifest", "builtin:demo"]
+    )  # fmt: skip
+    assert got == {
+        "trainer.max_epochs": 5,
+        "model.optimizer.init_args.lr": 0.001,
+        "data.progress": False,
+        "model.augment+": "gml.augment.CutMix",  # appended by gml.train.fit, as on gml fit
+        "data.manifest": "builtin:demo",
+    }
+    with pytest.raises(GMLError, match="has no value"):
+        overrides_of(["--trainer.max_epochs"])

@@ -25,6 +25,7 @@ def _gml(*args, cwd):
     return r
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="gloo DDP launcher")
 def test_two_process_ddp_test_equals_one_process(tiny_run, tmp_path):
     run = tmp_path / "run"
@@ -48,6 +49,7 @@ def test_two_process_ddp_test_equals_one_process(tiny_run, tmp_path):
     pd.testing.assert_frame_equal(ddp_preds, single_preds, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_two_process_ddp_fit(noise_manifest, tmp_path):
     _gml("fit", "--config", "demo", "--data.manifest", noise_manifest,
          "--model.backbone.init_args.preset", "tiny", "--trainer.max_epochs", "1",

@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from gml.data import demo, demo_panel
+from gml.data import demo
+from gml.data.demo import degradations, install
+from gml.data.demo import panel as demo_panel
 
 SMALL = dict(
     seconds=1.0, music_items=2, speech_items=2, music_listeners=3, speech_listeners=2, seed=0
@@ -110,7 +112,7 @@ def test_sidecar_records_the_panel(small):
 
 
 def test_cached_demo_of_an_older_version_is_regenerated(tmp_path):
-    assert demo.DEMO_VERSION >= 2  # v2: panel fitted to real ratings (gml.data.demo_panel)
+    assert demo.DEMO_VERSION >= 2  # v2: panel fitted to real ratings (gml.data.demo.panel)
     kw = {**SMALL, "music_items": 1, "speech_items": 1}
     root = tmp_path / "demo"
     m = demo.make_demo(root, progress=False, **kw)
@@ -170,32 +172,32 @@ def test_demo_root_and_manifest_use_cache_env(tmp_path, monkeypatch):
 
 
 def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
-    real = demo._generate
+    real = install._generate
 
     def boom(out, p, progress):
         (out / "audio").mkdir()
         (out / "audio" / "half.wav").write_bytes(b"x")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(demo, "_generate", boom)
+    monkeypatch.setattr(install, "_generate", boom)
     with pytest.raises(KeyboardInterrupt):
         demo.make_demo(tmp_path / "demo", progress=False, **SMALL)
     assert list(tmp_path.iterdir()) == []
-    monkeypatch.setattr(demo, "_generate", real)
+    monkeypatch.setattr(install, "_generate", real)
 
 
 def test_concurrent_winner_is_kept(tmp_path, monkeypatch):
     kw = {**SMALL, "music_items": 1, "speech_items": 1}
     root = tmp_path / "demo"
-    real = demo._generate
+    real = install._generate
 
     def racing(out, p, progress):
         real(out, p, progress)
-        monkeypatch.setattr(demo, "_generate", real)
+        monkeypatch.setattr(install, "_generate", real)
         demo.make_demo(root, progress=False, **kw)  # "another process" finishes first
         racing.stamp = (root / "manifest.csv").stat().st_ino
 
-    monkeypatch.setattr(demo, "_generate", racing)
+    monkeypatch.setattr(install, "_generate", racing)
     m = demo.make_demo(root, progress=False, **kw)
     assert m.stat().st_ino == racing.stamp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
@@ -264,7 +266,7 @@ def test_objective_measure():
     assert demo.objective_distortion(x, x) == 0.0
     assert demo.distortion_to_quality(0.0) == 100.0
     small_noise = demo.objective_distortion(x, x + 0.001 * rng.standard_normal(x.shape))
-    lowpassed = demo.objective_distortion(x, demo._lowpass(x, 3500))
+    lowpassed = demo.objective_distortion(x, degradations.lowpass(x, 3500))
     assert 0 < small_noise < lowpassed
     q = demo.distortion_to_quality(np.array([0.5, 2.0, 8.0]))
     assert np.all(np.diff(q) < 0)
@@ -274,7 +276,7 @@ def test_a_killed_writers_temporary_folder_is_removed_by_the_next_run(tmp_path):
     import subprocess
     import sys
 
-    from gml.data.demo import _remove_stale_temps
+    from gml.data.demo.install import _remove_stale_temps
 
     root = tmp_path / "demo"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],

@@ -1,18 +1,35 @@
-"""Tests for the demo's simulated listener panel (gml.data.demo_panel) and its SiSEC08 fit."""
+"""Tests for the demo's simulated listener panel (gml.data.demo.panel) and its SiSEC08 fit
+(tools/demo_panel_fit.py, research tooling outside the package)."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-from gml.data import demo_panel as dp
-from gml.data.demo_panel import DEFAULT_SETTINGS, PanelSettings
+from gml.data.demo import panel as dp
+from gml.data.demo.panel import DEFAULT_SETTINGS, PanelSettings
 
 from .conftest import SHARED
+
+
+def _load_tool(name: str):
+    """A script of tools/ (research tooling, not in the package) as a module."""
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+tool = _load_tool("demo_panel_fit")
 
 SISEC = SHARED / "data" / "sisec08-ratings" / "SiSEC08_anonymized.csv"
 needs_sisec = pytest.mark.skipif(not SISEC.is_file(), reason="../shared SiSEC08 ratings absent")
@@ -73,16 +90,16 @@ def sisec() -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 @needs_sisec
 def test_committed_defaults_are_the_sisec08_fit(sisec):
-    fitted = dp.fit_panel_settings(sisec)
+    fitted = tool.fit_panel_settings(sisec)
     assert fitted.rounded() == DEFAULT_SETTINGS
     for name, value in asdict(fitted).items():  # within rounding of the committed digits
-        half_ulp = 0.5 * 10.0 ** -dp._DECIMALS[name]
+        half_ulp = 0.5 * 10.0 ** -dp.DECIMALS[name]
         assert abs(value - getattr(DEFAULT_SETTINGS, name)) <= half_ulp + 1e-9, name
 
 
 @needs_sisec
 def test_sisec08_fit_structure(sisec):
-    fit = dp.fit_panel(sisec)
+    fit = tool.fit_panel(sisec)
     assert len(fit.listeners) == 14 and len(fit.latent) == 14 * 11
     assert set(fit.latent["kind"]) == set(dp.KINDS)
     assert (fit.latent.loc[fit.latent["kind"] == "reference", "latent"] == 100).all()
@@ -93,13 +110,13 @@ def test_sisec08_fit_structure(sisec):
     systems = fit.latent.loc[fit.latent["kind"] == "system", "latent"]
     assert anchor.max() < systems.median()
     # the row order does not matter
-    again = dp.fit_panel_settings(sisec.sample(frac=1.0, random_state=0))
+    again = tool.fit_panel_settings(sisec.sample(frac=1.0, random_state=0))
     assert again.rounded() == fit.settings.rounded()
 
 
 @needs_sisec
 def test_simulated_panel_reproduces_sisec08(sisec, tiny_demo):
-    table = dp.compare_panels(sisec, pd.read_csv(tiny_demo), n_panels=20, seed=1)
+    table = tool.compare_panels(sisec, pd.read_csv(tiny_demo), n_panels=20, seed=1)
     real = table[table["source"] == "SiSEC08"].set_index("kind")
     sim = table[table["source"] == "panel on SiSEC08"].set_index("kind")
     assert abs(sim.loc["reference", "share_100"] - real.loc["reference", "share_100"]) < 0.01
@@ -110,15 +127,15 @@ def test_simulated_panel_reproduces_sisec08(sisec, tiny_demo):
     assert abs(sim.loc["anchor", "mean"] - real.loc["anchor", "mean"]) < 3.0
     assert 0.1 < sim.loc["anchor", "share_0"] < 0.4  # the anchor piles at 0
     assert {"demo", "demo lp35", "demo lp70"} <= set(table["source"])
-    md = dp.comparison_markdown(table)
+    md = tool.comparison_markdown(table)
     for title in ("Hidden reference", "Anchor", "Systems"):
         assert f"**{title}" in md
 
 
 @needs_sisec
 def test_doc_command(tiny_demo, capsys):
-    """``python -m gml.data.demo_panel`` (the doc's regeneration command) on a tiny demo."""
-    assert dp.main(["--sisec", str(SISEC), "--demo", str(tiny_demo), "--panels", "2"]) == 0
+    """``python tools/demo_panel_fit.py`` (the doc's regeneration command) on a tiny demo."""
+    assert tool.main(["--sisec", str(SISEC), "--demo", str(tiny_demo), "--panels", "2"]) == 0
     out = capsys.readouterr().out
     assert "rounded:  " + str(DEFAULT_SETTINGS) in out and "| panel on SiSEC08 |" in out
 
@@ -126,10 +143,11 @@ def test_doc_command(tiny_demo, capsys):
 # --------------------------------------------------------------------------------------------
 # the fit itself, on a panel whose settings are known
 # --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_fit_recovers_known_settings():
     truth = replace(DEFAULT_SETTINGS, ref_miss=0.3, offset_sd=6.0, anchor_offset_sd=8.0)
     df = _simulate(n_listeners=40, n_trials=30, seed=5, settings=truth)
-    got = dp.fit_panel_settings(df.drop(columns="latent"))
+    got = tool.fit_panel_settings(df.drop(columns="latent"))
     for name in ("offset_sd", "log_range_sd", "noise_sd", "log_noise_sd", "anchor_offset_sd"):
         assert getattr(got, name) == pytest.approx(getattr(truth, name), rel=0.35), name
     assert got.anchor_noise_sd == pytest.approx(truth.anchor_noise_sd, rel=0.2)
@@ -207,7 +225,7 @@ def test_deterministic():
 
 
 def test_kinds_and_validation():
-    assert [dp.sisec08_kind(c) for c in ("orig", "anchor", "Algo8")] == list(dp.KINDS)
+    assert [tool.sisec08_kind(c) for c in ("orig", "anchor", "Algo8")] == list(dp.KINDS)
     assert [dp.demo_kind(c) for c in ("reference", "lp35", "lp70", "preecho_1")] == [
         "reference",
         "anchor",
@@ -224,8 +242,8 @@ def test_kinds_and_validation():
 
 def test_panel_stats_on_a_demo_manifest(tiny_demo):
     m = pd.read_csv(tiny_demo)
-    st = dp.panel_stats(m)
-    assert list(st.index) == list(dp.KINDS) and list(st.columns) == list(dp.STAT_COLUMNS)
+    st = tool.panel_stats(m)
+    assert list(st.index) == list(dp.KINDS) and list(st.columns) == list(tool.STAT_COLUMNS)
     assert st["n"].sum() == len(m)
     assert st.loc["reference", "share_100"] > 0.8
     assert st.loc["anchor", "mean"] < st.loc["system", "mean"]

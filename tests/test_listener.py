@@ -18,6 +18,7 @@ from scipy import stats as sps
 import gml
 from gml.checkpoint import build_datamodule, load_module, read_config
 from gml.errors import GMLError
+from gml.evaluation import TestReport
 from gml.features import GammatoneFrontend
 from gml.heads import Logistic
 from gml.listener import PREDICTION_FIELDS, Listener, Panels, quantiles, simulate_panels
@@ -260,7 +261,11 @@ def test_trainer_test_from_python_writes_the_reports(tiny_run, tmp_path):
     model = load_module(tiny_run / "best.ckpt")
     dm = build_datamodule(tiny_run / "best.ckpt", frontend=model.frontend, progress=False)
     trainer = L.Trainer(
-        logger=False, enable_progress_bar=False, accelerator="cpu", default_root_dir=tmp_path
+        logger=False,
+        enable_progress_bar=False,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+        callbacks=[TestReport()],  # the reports: gml test and gml.evaluate attach one too
     )
     trainer.test(model, datamodule=dm, verbose=False)
     out = tiny_run / "test-best"  # beside the checkpoint the module came from

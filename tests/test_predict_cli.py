@@ -185,12 +185,6 @@ def test_configs_by_name_from_any_folder(tmp_path, monkeypatch, capsys):
     assert "cutmix" in out and "the paper's best model" in out
 
 
-def test_fit_with_a_bare_config_name(tiny_demo, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # no configs/ folder here
-    main(["fit", "--config", "demo", "--data.manifest", str(tiny_demo), "--trainer.fast_dev_run",
-          "1", "--trainer.accelerator", "cpu", "--data.progress", "false"])  # fmt: skip
-
-
 def test_window_seconds_must_be_positive(tiny_run, tmp_path, capsys):
     ref, cod = write_pair(tmp_path)
     with pytest.raises(SystemExit) as exc:

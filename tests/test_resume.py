@@ -194,6 +194,7 @@ def _cli_fit(tiny_demo, root, monkeypatch, kill=None, resume=None):
     return None if root is None else root / "runs" / "demo" / "version_0"
 
 
+@pytest.mark.slow
 def test_interrupted_twice_ends_as_an_uninterrupted_run(tiny_demo, tmp_path, monkeypatch, capsys):
     whole = _cli_fit(tiny_demo, tmp_path / "a", monkeypatch)
     # a crash in epoch 1 (after epoch 0's validation rows) two steps after a mid-epoch

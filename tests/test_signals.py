@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 LIMIT_S = 600  # a guard against a hung process, not a measurement
@@ -68,6 +69,7 @@ def _interrupted_at(out: str, run: Path) -> tuple[int, int]:
     return int(found[0][0]), int(found[0][1])
 
 
+@pytest.mark.slow
 def test_sigterm_then_sigint_then_resume_to_the_end(tiny_demo, tmp_path):
     fit = ["fit", "--config", "demo", "--data.manifest", str(tiny_demo),
            "--model.backbone.init_args.preset", "tiny", "--trainer.max_epochs", "1000",

@@ -11,8 +11,8 @@ import importlib
 import os
 import sys
 from argparse import ArgumentError
-from pathlib import Path
 
+from gml.configs import config_stack, configs_dir, resolve_config
 from gml.errors import GMLError, Interrupted
 
 #: gml's own commands: name → (module with ``main(argv)``, one-line description).
@@ -25,8 +25,11 @@ EXTRA_COMMANDS = {
         "listening-test results (webMUSHRA, BeaqleJS, ODAQ XML, CSV) → manifest",
     ),
     "features": ("gml.cli.features", "precompute a manifest's features into the cache"),
-    "cv": ("gml.cv", "k-fold cross-validation: one model per fold, pooled metrics per test set"),
-    "table": ("gml.table", "Table-I-style comparison of several runs (Markdown / CSV)"),
+    "cv": (
+        "gml.cli.cv",
+        "k-fold cross-validation: one model per fold, pooled metrics per test set",
+    ),
+    "table": ("gml.cli.table", "Table-I-style comparison of several runs (Markdown / CSV)"),
     "configs": ("gml.cli.configs", "list the configurations shipped with gml"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
@@ -76,36 +79,26 @@ def quiet_warnings(verbose: bool = False) -> None:
     logging.disable(logging.NOTSET if verbose else logging.INFO)
 
 
-def configs_dir() -> Path:
-    """The folder of the configurations shipped inside the package."""
-    return Path(__file__).resolve().parent.parent / "configs"
-
-
-def resolve_config(value: str) -> str:
-    """A ``--config`` value: an existing file as given, else a shipped configuration of that
-    name (``cutmix``, ``cutmix.yaml`` or ``configs/cutmix.yaml`` from any folder).
-
-    Raises:
-        GMLError: neither a file nor a shipped configuration (the message lists those).
-    """
-    if os.path.isfile(value) or value.lstrip().startswith("{"):
-        return value
-    name = Path(value).name
-    for candidate in (name, f"{name}.yaml"):
-        shipped = configs_dir() / candidate
-        if shipped.is_file():
-            return str(shipped)
-    known = ", ".join(sorted(p.stem for p in configs_dir().glob("*.yaml")))
-    raise GMLError(f"{value}: config file not found, and not a shipped configuration ({known})")
-
-
 def _resolve_config_args(argv: list[str]) -> list[str]:
-    out = list(argv)
-    for k, a in enumerate(out):
-        if a == "--config" and k + 1 < len(out):
-            out[k + 1] = resolve_config(out[k + 1])
+    """Every ``--config`` value resolved to its files (:func:`gml.configs.config_stack`: a
+    shipped variant is preceded by its base), as ``--config FILE`` pairs."""
+    out: list[str] = []
+    given: list[str] = []
+    k = 0
+    while k < len(argv):
+        a = argv[k]
+        if a == "--config" and k + 1 < len(argv):
+            value, k = argv[k + 1], k + 2
         elif a.startswith("--config="):
-            out[k] = "--config=" + resolve_config(a.split("=", 1)[1])
+            value, k = a.split("=", 1)[1], k + 1
+        else:
+            out.append(a)
+            k += 1
+            continue
+        before = config_stack(given)
+        given.append(value)
+        for path in config_stack(given)[len(before) :]:
+            out += ["--config", path]
     return out
 
 
@@ -137,7 +130,7 @@ LIGHTNING_HELP = {
 
 
 def _top_level_help() -> str:
-    from gml import __version__
+    from gml.version import __version__
 
     width = max(map(len, [*LIGHTNING_HELP, *EXTRA_COMMANDS]))
     lines = [
@@ -203,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
             importlib.import_module(EXTRA_COMMANDS[argv[0]][0]).main(argv[1:])
             return
         if not argv or argv[0] in ("-h", "--help"):
-            # answered without importing torch or Lightning: a second, not ten
+            # answered without importing torch or Lightning, so it is instant
             print(_top_level_help())
             if not argv:
                 sys.exit(2)

@@ -23,7 +23,7 @@ def describe(path: Path) -> str:
 
 def main(argv: list[str]) -> None:
     """Entry point of ``gml configs``."""
-    from gml.cli import configs_dir
+    from gml.configs import configs_dir
 
     parser = argparse.ArgumentParser(
         prog="gml configs",
@@ -33,7 +33,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--show", metavar="NAME", help="print one configuration's YAML")
     args = parser.parse_args(argv)
     if args.show:
-        from gml.cli import resolve_config
+        from gml.configs import resolve_config
 
         print(Path(resolve_config(args.show)).read_text(encoding="utf-8"), end="")
         return

@@ -1,6 +1,7 @@
 """Checks of ``gml fit/validate/test`` arguments that need neither torch nor Lightning: the
-files they name exist, and a manifest reads (columns, values, audio files). They run before Lightning is imported, so that a mistyped path
-answers in about a second instead of after ten seconds of imports and start-up messages.
+files they name exist, and a manifest reads (columns, values, audio files). They run before
+Lightning is imported, so that a mistyped path answers at once, not after the imports and
+start-up messages.
 LightningCLI and the data module check everything again, fully, later."""
 
 from __future__ import annotations
@@ -8,28 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gml.checkpoint_path import resolve_checkpoint
+from gml.checkpoint_path import check_resume_folder, resolve_checkpoint
 from gml.errors import GMLError
 
 __all__ = ["check_resume_folder", "precheck"]
 
 BUILTIN_PREFIX = "builtin:"
-
-
-def check_resume_folder(run: str) -> Path:
-    """The run folder ``gml fit --resume RUN`` names, if it can be resumed.
-
-    Raises:
-        GMLError: RUN has no ``config.yaml`` or no ``last.ckpt``.
-    """
-    run_dir = Path(run).expanduser().resolve()
-    missing = [n for n in ("config.yaml", "last.ckpt") if not (run_dir / n).is_file()]
-    if missing:
-        raise GMLError(
-            f"{run_dir}: not a resumable run folder (no {' or '.join(missing)}); expected the "
-            "folder 'gml fit' printed when it started"
-        )
-    return run_dir
 
 
 def _values(args: list[str], flag: str) -> list[str]:
@@ -83,7 +68,7 @@ def precheck(argv: list[str]) -> None:
     if manifest and not manifest.startswith(BUILTIN_PREFIX):
         if not Path(manifest).expanduser().is_file():
             raise GMLError(f"{manifest}: manifest file not found (data.manifest)")
-        from gml.data.manifest import Manifest  # pandas only: well under a second
+        from gml.data.manifest import Manifest  # pandas only, no torch
 
         Manifest.read(Path(manifest).expanduser())  # columns, values, audio files present
     for flag in ("--ckpt", "--ckpt_path"):

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gml.data.tables import read_table
 from gml.errors import GMLError
 from gml.stats import STIMULUS_KEY, stimulus_table
 
@@ -86,12 +87,8 @@ class Manifest:
             ManifestError: naming the file, the (1-based, header = row 1) row and column.
         """
         path = Path(path)
-        if not path.is_file():
-            raise ManifestError(f"{path}: manifest file not found")
-        try:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False)
-        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
-            raise ManifestError(f"{path}: not a readable CSV file ({err})") from None
+        # columns and rows are checked by from_frame, which also validates DataFrames
+        df = read_table(path, (), ManifestError, what="manifest file", rows=None)
         return cls.from_frame(df, base_dir=path.parent, source=str(path), check_audio=check_audio)
 
     @classmethod

@@ -13,7 +13,7 @@ from gml.heads.censored import (
     CensoredLogisticHead,
     CensoredNormal,
 )
-from gml.heads.distributions import EqualMixture, Logistic, PointMass
+from gml.heads.distributions import EqualMixture, Logistic, PointMass, SpreadScaled
 from gml.heads.gaussian import GaussianHead
 from gml.heads.location_scale import LocationScaleHead
 from gml.heads.logistic import LogisticHead
@@ -95,6 +95,7 @@ __all__ = [
     "PointHead",
     "PointMass",
     "ScaledBeta",
+    "SpreadScaled",
     "get_head",
     "list_heads",
     "positive_scale",

@@ -186,3 +186,50 @@ class EqualMixture(Distribution):
             draws = self._stack([c.sample(sample_shape) for c in self.components])
             pick = torch.randint(len(self.components), draws.shape[1:], device=draws.device)
             return draws.gather(0, pick.unsqueeze(0)).squeeze(0)
+
+
+class SpreadScaled(Distribution):
+    """``X' = μ + c·(X − μ)``: a distribution scaled by ``c`` around its mean.
+
+    How :meth:`gml.module.GMLModule.spread_distribution` applies a calibrated spread factor
+    (:mod:`gml.calibration`) to heads that have no exact scaled form (location-scale heads
+    scale their scale parameter instead).
+
+    Args:
+        base: Any distribution with ``mean``, ``stddev``, ``log_prob``, ``cdf``, ``sample``.
+        factor: ``c > 0``.
+    """
+
+    arg_constraints: dict = {}
+    support = constraints.real
+
+    def __init__(self, base: Distribution, factor: float):
+        self.base = base
+        self.factor = float(factor)
+        super().__init__(base.batch_shape, validate_args=False)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.base.mean
+
+    @property
+    def stddev(self) -> Tensor:
+        return self.base.stddev * self.factor
+
+    @property
+    def variance(self) -> Tensor:
+        return self.base.variance * self.factor**2
+
+    def _unscale(self, value: Tensor) -> Tensor:
+        mu = self.base.mean
+        return mu + (value - mu) / self.factor
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        return self.base.log_prob(self._unscale(value)) - math.log(self.factor)
+
+    def cdf(self, value: Tensor) -> Tensor:
+        return self.base.cdf(self._unscale(value))
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        mu = self.base.mean
+        return mu + self.factor * (self.base.sample(sample_shape) - mu)

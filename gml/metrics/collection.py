@@ -35,7 +35,7 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 from torchmetrics.utilities import dim_zero_cat
 
-from gml.metrics.functional import _ci_squared_error, _outlier_counts
+from gml.metrics.functional import ci_squared_error, outlier_counts
 
 __all__ = [
     "CIPearson",
@@ -278,7 +278,7 @@ class OutlierRatio(Metric):
         Shape:
             pred_mean, subj_mean, subj_ci: ``[B]``.
         """
-        outliers, counted, nan_pred = _outlier_counts(pred_mean, subj_mean, subj_ci)
+        outliers, counted, nan_pred = outlier_counts(pred_mean, subj_mean, subj_ci)
         self.outliers += outliers
         self.counted += counted
         self.nan_pred += nan_pred
@@ -315,7 +315,7 @@ class CIRMSE(Metric):
         Shape:
             pred_ci, subj_ci: ``[B]``.
         """
-        sq, count = _ci_squared_error(pred_ci.to(self.dtype), subj_ci.to(self.dtype))
+        sq, count = ci_squared_error(pred_ci.to(self.dtype), subj_ci.to(self.dtype))
         self.sum_sq += sq
         self.count += count
 

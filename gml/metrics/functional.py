@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 
-def _outlier_counts(
+def outlier_counts(
     pred_mean: Tensor, subj_mean: Tensor, subj_ci: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(outliers, counted, nan_pred)`` as 0-d long tensors (shared with ``OutlierRatio``).
@@ -43,7 +43,7 @@ def _outlier_counts(
     return outliers, counted.sum(), (counted & torch.isnan(dev)).sum()
 
 
-def _ci_squared_error(pred_ci: Tensor, subj_ci: Tensor) -> tuple[Tensor, Tensor]:
+def ci_squared_error(pred_ci: Tensor, subj_ci: Tensor) -> tuple[Tensor, Tensor]:
     """``(sum of squared differences, count)`` over pairs where both CIs are finite."""
     pred_ci, subj_ci = pred_ci.reshape(-1), subj_ci.reshape(-1)
     if pred_ci.shape != subj_ci.shape:
@@ -76,7 +76,7 @@ def outlier_ratio(pred_mean: Tensor, subj_mean: Tensor, subj_ci: Tensor) -> Tens
     Shape:
         pred_mean, subj_mean, subj_ci: ``[B]``.
     """
-    outliers, counted, nan_pred = _outlier_counts(pred_mean, subj_mean, subj_ci)
+    outliers, counted, nan_pred = outlier_counts(pred_mean, subj_mean, subj_ci)
     if counted == 0 or nan_pred > 0:
         return _nan(pred_mean)
     return (outliers / counted).to(_nan(pred_mean).dtype)
@@ -98,7 +98,7 @@ def ci_rmse(pred_ci: Tensor, subj_ci: Tensor) -> Tensor:
     Shape:
         pred_ci, subj_ci: ``[B]``.
     """
-    sq, count = _ci_squared_error(pred_ci, subj_ci)
+    sq, count = ci_squared_error(pred_ci, subj_ci)
     if count == 0:
         return _nan(pred_ci)
     return (sq / count).sqrt().to(_nan(pred_ci).dtype)

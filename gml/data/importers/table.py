@@ -39,6 +39,7 @@ from gml.data.importers.base import (
     safe_name,
 )
 from gml.data.manifest import REQUIRED_COLUMNS
+from gml.data.tables import read_table
 
 __all__ = ["Source", "import_table", "parse_map", "parse_where"]
 
@@ -181,17 +182,7 @@ def import_table(
     path = Path(path)
     if not isinstance(mapping, Mapping):
         mapping = parse_map(mapping)
-    if not path.is_file():
-        raise ImporterError(f"{path}: ratings table not found")
-    try:
-        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
-        raise ImporterError(
-            f"{path}: not a readable CSV file ({' '.join(str(err).split())})"
-        ) from None
-    df.columns = [str(c).strip() for c in df.columns]
-    if len(df) == 0:
-        raise ImporterError(f"{path}: no ratings (the file has a header but no rows)")
+    df = read_table(path, (), ImporterError, what="ratings table", rows="ratings", sep=sep)
     conditions = parse_where(where)
     n_read = len(df)
     if conditions:

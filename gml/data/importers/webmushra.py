@@ -33,6 +33,7 @@ from gml.data.importers.base import (
     pick_base,
     safe_name,
 )
+from gml.data.tables import read_table
 
 __all__ = ["HIDDEN_REFERENCE", "MushraPage", "WebMushraConfig", "import_webmushra", "read_config"]
 
@@ -273,21 +274,8 @@ def _read_results(
     """Add the ratings of one results file; returns how many sessions had no uuid."""
     if not path.is_file():
         raise ImporterError(f"{path}: results file not found; expected webMUSHRA's mushra.csv")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
-        raise ImporterError(
-            f"{path}: not a readable CSV file ({' '.join(str(err).split())})"
-        ) from None
-    df.columns = [str(c).strip() for c in df.columns]
-    missing = [c for c in REQUIRED if c not in df.columns]
-    if missing:
-        raise ImporterError(
-            f"{path}: missing column(s) {', '.join(missing)}; expected webMUSHRA's mushra.csv "
-            f"with {', '.join(REQUIRED)}"
-        )
-    if len(df) == 0:
-        raise ImporterError(f"{path}: no ratings (the file has a header but no rows)")
+    expected = f"expected webMUSHRA's mushra.csv with {', '.join(REQUIRED)}"
+    df = read_table(path, REQUIRED, ImporterError, rows="ratings", hint=expected)
     questionnaire = [c for c in df.columns if c not in KNOWN]
     listeners, derived = _listeners(df, questionnaire, sessions)
     for i, rec in enumerate(df.to_dict("records")):

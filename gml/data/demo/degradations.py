@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-from gml.data.demo_spec import SAMPLE_RATE
+from gml.data.demo.spec import SAMPLE_RATE
 
 
 # --------------------------------------------------------------------------------------------
 # anchors and codec-like degradations (x: [n, 2] float; s: effective strength)
 # --------------------------------------------------------------------------------------------
-def _lowpass(x: np.ndarray, fc: float) -> np.ndarray:
+def lowpass(x: np.ndarray, fc: float) -> np.ndarray:
     sos = signal.ellip(8, 0.1, 80, fc, btype="lowpass", fs=SAMPLE_RATE, output="sos")
     return signal.sosfiltfilt(sos, x, axis=0)
 
@@ -30,7 +30,7 @@ def _istft(z: np.ndarray, nper: int, n: int) -> np.ndarray:
     return y.T
 
 
-def _erb_edges(fmin: float, fmax: float, n: int) -> np.ndarray:
+def erb_edges(fmin: float, fmax: float, n: int) -> np.ndarray:
     e = np.linspace(21.4 * np.log10(1 + 0.00437 * fmin), 21.4 * np.log10(1 + 0.00437 * fmax), n + 1)
     return (10 ** (e / 21.4) - 1) / 0.00437
 
@@ -38,7 +38,7 @@ def _erb_edges(fmin: float, fmax: float, n: int) -> np.ndarray:
 def _bin_bands(nper: int, n_bands: int, fmin: float = 0.0) -> list[slice]:
     """Contiguous bin groups on an ERB-like grid (each at least one bin), for codec bands."""
     df = SAMPLE_RATE / nper
-    edges = np.round(_erb_edges(max(fmin, df), SAMPLE_RATE / 2, n_bands) / df).astype(int)
+    edges = np.round(erb_edges(max(fmin, df), SAMPLE_RATE / 2, n_bands) / df).astype(int)
     edges[0] = 0
     edges[-1] = nper // 2 + 1
     edges = np.maximum.accumulate(np.maximum(edges, np.arange(len(edges))))
@@ -117,7 +117,7 @@ def _deg_preecho(x, s, rng):
     return _istft(re + 1j * im, nper, len(x))
 
 
-_DEGRADE = {
+DEGRADE = {
     "bandlimit_holes": _deg_bandlimit_holes,
     "quantnoise": _deg_quantnoise,
     "stereo_collapse": _deg_stereo_collapse,

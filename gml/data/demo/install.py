@@ -1,49 +1,6 @@
-"""The built-in demo listening test -- SYNTHETIC data, not human ratings.
-
-Everything here is made up, deterministically, from a seed: the audio excerpts are synthesised
-with numpy (tones, drums, applause, noise textures, formant "speech"), the "coded" versions are
-made by simple codec-like signal processing, and the MUSHRA scores come from a *simulated*
-listener panel. It exists so that ``gml`` can be trained, evaluated and tested end-to-end on
-the first run without downloading anything. Numbers obtained on it say nothing about real
-listeners or real codecs.
-
-Two listening tests are made, so that per-test-set reporting is exercised:
-
-* ``demo-music``  -- music-like excerpts (tonal, percussive, noisy, wide and narrow stereo
-  images), rated by a panel of ``music_listeners`` simulated listeners (``m01`` ...);
-* ``demo-speech`` -- speech-like excerpts (glottal pulses through time-varying formant filters,
-  mostly centred, some with background noise), rated by a different, smaller panel (``s01`` ...).
-
-Conditions per excerpt: the hidden ``reference``, the 3.5 kHz and 7 kHz low-pass anchors
-``lp35`` and ``lp70``, and four codec-like degradations at three nominal strengths each:
-``bandlimit_holes_{1,2,3}`` (band limitation plus spectral holes), ``quantnoise_{1,2,3}``
-(spectrally shaped quantisation noise, short frames), ``stereo_collapse_{1,2,3}`` (side-signal
-reduction, intensity-stereo-like band panning, crosstalk) and ``preecho_{1,2,3}`` (coarse
-quantisation in long frames, which spreads noise before transients). The effective strength of
-a degradation is its nominal strength times a random, item-dependent sensitivity, and the
-latent quality of every stimulus is computed *from the audio* by an objective band-wise
-log-spectral distance (:func:`objective_distortion`, mapped to 0-100 by fixed constants in
-:func:`distortion_to_quality`), so a constant per condition does not explain the scores.
-
-The simulated listeners (:mod:`gml.data.demo_panel`) rate each item's conditions together, as
-in a MUSHRA trial: a listener-specific affine map of ``q`` (own offset and range) plus own-size
-noise for the codec-like conditions, a personal offset for the anchors, the hidden reference at
-100 unless the listener took a transparent-sounding condition for it, then a slider that prefers
-round numbers and clips to integers 0-100. Its settings
-(:data:`gml.data.demo_panel.DEFAULT_SETTINGS`) are fitted to real MUSHRA ratings (SiSEC 2008);
-the listeners are still simulated, so the demo stays synthetic.
-
-The jobs live in their own modules: :mod:`gml.data.demo_spec` (version, conditions, seeds),
-:mod:`gml.data.demo_synthesis` (the excerpts), :mod:`gml.data.demo_degradations` (the
-codec-like conditions and anchors), :mod:`gml.data.demo_quality` (the objective quality
-measure), :mod:`gml.data.demo_panel` (the listeners); this module installs the corpus.
-
-Layout written by :func:`make_demo`::
-
-    <root>/manifest.csv                       one row per rating (the gml Manifest format)
-    <root>/demo.json                          parameters + ``"synthetic": true`` + description
-    <root>/audio/<test>/<item>/<condition>.wav   48 kHz, stereo, PCM_16
-"""
+"""The built-in demo's corpus on disk: where it is cached, generating it (excerpts,
+conditions, latent quality, panel ratings) and installing it atomically, so that concurrent
+first runs and interrupted ones leave a complete corpus or none. See :mod:`gml.data.demo`."""
 
 from __future__ import annotations
 
@@ -60,46 +17,35 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from gml.data import demo_panel
-from gml.data.demo_degradations import _DEGRADE, _lowpass
-from gml.data.demo_quality import (
-    _distortion,
-    _view_band_energies,
+from gml.data.demo import panel as demo_panel
+from gml.data.demo.degradations import DEGRADE, lowpass
+from gml.data.demo.quality import (
+    band_distortion,
     distortion_to_quality,
-    objective_distortion,
+    view_band_energies,
 )
-from gml.data.demo_spec import (
-    _DEFAULTS,
-    _K_DEGRADE,
-    _K_PANEL,
-    _K_RATE,
-    _K_SENS,
-    _TEST_KEY,
+from gml.data.demo.spec import (
     CONDITION_ROLES,
     CONDITIONS,
+    DEFAULT_SIZE,
     DEGRADATIONS,
     DEMO_VERSION,
     DESCRIPTION,
     EXTRA_COLUMNS,
+    K_DEGRADE,
+    K_PANEL,
+    K_RATE,
+    K_SENS,
     MANIFEST_COLUMNS,
     NOMINAL_STRENGTHS,
     SAMPLE_RATE,
-    _rng,
+    TEST_KEY,
+    seeded_rng,
 )
-from gml.data.demo_synthesis import _synth_item
+from gml.data.demo.synthesis import synth_item
 from gml.data.paths import default_cache_dir
 
-__all__ = [
-    "CONDITIONS",
-    "CONDITION_ROLES",
-    "DEMO_VERSION",
-    "SAMPLE_RATE",
-    "demo_manifest",
-    "demo_root",
-    "distortion_to_quality",
-    "make_demo",
-    "objective_distortion",
-]
+__all__ = ["demo_manifest", "demo_root", "make_demo"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,12 +74,12 @@ def _params(seconds, music_items, speech_items, music_listeners, speech_listener
 def demo_root(
     cache_dir: str | os.PathLike | None = None,
     *,
-    seconds: float = _DEFAULTS["seconds"],
-    music_items: int = _DEFAULTS["music_items"],
-    speech_items: int = _DEFAULTS["speech_items"],
-    music_listeners: int = _DEFAULTS["music_listeners"],
-    speech_listeners: int = _DEFAULTS["speech_listeners"],
-    seed: int = _DEFAULTS["seed"],
+    seconds: float = DEFAULT_SIZE["seconds"],
+    music_items: int = DEFAULT_SIZE["music_items"],
+    speech_items: int = DEFAULT_SIZE["speech_items"],
+    music_listeners: int = DEFAULT_SIZE["music_listeners"],
+    speech_listeners: int = DEFAULT_SIZE["speech_listeners"],
+    seed: int = DEFAULT_SIZE["seed"],
 ) -> Path:
     """Folder of the (synthetic) demo corpus: ``<cache>/demo-v{DEMO_VERSION}-<size tag>``.
 
@@ -183,7 +129,7 @@ def make_demo(
     if root is None:
         root = demo_root(
             None,
-            **{k: p[k] for k in _DEFAULTS},
+            **{k: p[k] for k in DEFAULT_SIZE},
         )
     root = Path(root).expanduser().absolute()
     manifest = root / "manifest.csv"
@@ -295,7 +241,7 @@ def _install(tmp: Path, root: Path, p: dict) -> None:
 # --------------------------------------------------------------------------------------------
 def _panel(test: str, n: int, seed: int) -> demo_panel.Listeners:
     """The simulated panel of one listening test (``m01`` ... for music, ``s01`` ... for speech)."""
-    rng = _rng(seed, _K_PANEL, _TEST_KEY[test])
+    rng = seeded_rng(seed, K_PANEL, TEST_KEY[test])
     prefix = "m" if test == "demo-music" else "s"
     width = max(2, len(str(n)))
     ids = [f"{prefix}{i + 1:0{width}d}" for i in range(n)]
@@ -337,14 +283,16 @@ def _generate(out: Path, p: dict, progress: bool) -> None:
     for test, (n_items, n_listeners) in tests.items():
         panel = _panel(test, n_listeners, p["seed"])
         for i in range(n_items):
-            item, ref = _synth_item(test, i, n, p["seed"])
+            item, ref = synth_item(test, i, n, p["seed"])
             ref_pcm = _to_pcm16(ref)
             ref = ref_pcm / 32767.0
-            e_ref = _view_band_energies(ref)
+            e_ref = view_band_energies(ref)
             folder = Path("audio") / test / item
             ref_rel = (folder / "reference.wav").as_posix()
             _write(out / ref_rel, ref_pcm)
-            sens = _rng(p["seed"], _K_SENS, _TEST_KEY[test], i).lognormal(0, 0.4, len(DEGRADATIONS))
+            sens = seeded_rng(p["seed"], K_SENS, TEST_KEY[test], i).lognormal(
+                0, 0.4, len(DEGRADATIONS)
+            )
             stimuli = []  # (condition, coded path, strength, latent quality) in CONDITIONS order
             for ci, cond in enumerate(CONDITIONS):
                 strength = 0.0
@@ -352,27 +300,27 @@ def _generate(out: Path, p: dict, progress: bool) -> None:
                     coded, coded_rel = ref, ref_rel
                 else:
                     if cond == "lp35":
-                        y = _lowpass(ref, 3500)
+                        y = lowpass(ref, 3500)
                     elif cond == "lp70":
-                        y = _lowpass(ref, 7000)
+                        y = lowpass(ref, 7000)
                     else:
                         kind, level = cond.rsplit("_", 1)
                         strength = (
                             NOMINAL_STRENGTHS[int(level) - 1] * sens[DEGRADATIONS.index(kind)]
                         )
-                        drng = _rng(p["seed"], _K_DEGRADE, _TEST_KEY[test], i, ci)
-                        y = _DEGRADE[kind](ref, strength, drng)
+                        drng = seeded_rng(p["seed"], K_DEGRADE, TEST_KEY[test], i, ci)
+                        y = DEGRADE[kind](ref, strength, drng)
                     pcm = _to_pcm16(y)
                     coded = pcm / 32767.0
                     coded_rel = (folder / f"{cond}.wav").as_posix()
                     _write(out / coded_rel, pcm)
                 q = 100.0
                 if cond != "reference":
-                    q = distortion_to_quality(_distortion(e_ref, _view_band_energies(coded)))
+                    q = distortion_to_quality(band_distortion(e_ref, view_band_energies(coded)))
                 stimuli.append((cond, coded_rel, strength, q))
                 tick()
             # one MUSHRA trial: the panel rates all conditions of the item together
-            rrng = _rng(p["seed"], _K_RATE, _TEST_KEY[test], i)
+            rrng = seeded_rng(p["seed"], K_RATE, TEST_KEY[test], i)
             scores = demo_panel.rate_trial([s[3] for s in stimuli], _KINDS, panel, rrng)
             for ci, (cond, coded_rel, strength, q) in enumerate(stimuli):
                 for listener, score in zip(panel.ids, scores[:, ci], strict=True):
@@ -408,6 +356,7 @@ def _generate(out: Path, p: dict, progress: bool) -> None:
             for t, (items, nl) in tests.items()
         },
         "panel": {
+            # as demo version 3 has always written it (demo.json stays byte-identical)
             "model": "gml.data.demo_panel (simulated listeners; settings fitted to SiSEC08)",
             "settings": asdict(demo_panel.DEFAULT_SETTINGS),
         },

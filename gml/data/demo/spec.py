@@ -34,18 +34,18 @@ DESCRIPTION = (
     "tutorials and first runs only."
 )
 
-_DEFAULTS = dict(
+DEFAULT_SIZE = dict(
     seconds=3.0, music_items=16, speech_items=8, music_listeners=15, speech_listeners=10, seed=0
 )
 
 # seed-sequence keys (kept fixed: changing them changes the content -> bump DEMO_VERSION)
-_K_SYNTH, _K_SENS, _K_DEGRADE, _K_PANEL, _K_RATE = 1, 2, 3, 4, 5
-_TEST_KEY = {"demo-music": 1, "demo-speech": 2}
+K_SYNTH, K_SENS, K_DEGRADE, K_PANEL, K_RATE = 1, 2, 3, 4, 5
+TEST_KEY = {"demo-music": 1, "demo-speech": 2}
 
 # calibration of the distortion -> quality map (fixed; chosen once, see distortion_to_quality)
-_D0 = 4.9
-_P = 1.47
+QUALITY_D0 = 4.9
+QUALITY_P = 1.47
 
 
-def _rng(seed: int, *keys: int) -> np.random.Generator:
+def seeded_rng(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, *keys]))

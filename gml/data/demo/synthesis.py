@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-from gml.data.demo_spec import _K_SYNTH, _TEST_KEY, SAMPLE_RATE, _rng
+from gml.data.demo.spec import K_SYNTH, SAMPLE_RATE, TEST_KEY, seeded_rng
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,8 +370,8 @@ def _speech(n, rng, female: bool):
     return out, ("female" if female else "male")
 
 
-def _synth_item(test: str, index: int, n: int, seed: int) -> tuple[str, np.ndarray]:
-    rng = _rng(seed, _K_SYNTH, _TEST_KEY[test], index)
+def synth_item(test: str, index: int, n: int, seed: int) -> tuple[str, np.ndarray]:
+    rng = seeded_rng(seed, K_SYNTH, TEST_KEY[test], index)
     if test == "demo-music":
         kind = _MUSIC_KINDS[index % len(_MUSIC_KINDS)]
         x = _MUSIC_SYNTH[kind](n, rng)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-from gml.data.demo_degradations import _erb_edges
-from gml.data.demo_spec import _D0, _P, SAMPLE_RATE
+from gml.data.demo.degradations import erb_edges
+from gml.data.demo.spec import QUALITY_D0, QUALITY_P, SAMPLE_RATE
 
 # --------------------------------------------------------------------------------------------
 # objective distortion measure -> latent quality
@@ -23,12 +23,12 @@ def _measure_bands() -> tuple[int, np.ndarray]:
     global _M_BANDS
     if _M_BANDS is None:
         df = SAMPLE_RATE / _M_NPER
-        starts = np.unique(np.ceil(_erb_edges(80, 20000, 24) / df).astype(int))
+        starts = np.unique(np.ceil(erb_edges(80, 20000, 24) / df).astype(int))
         _M_BANDS = (int(starts[0]), starts - starts[0])
     return _M_BANDS
 
 
-def _view_band_energies(x: np.ndarray) -> np.ndarray:
+def view_band_energies(x: np.ndarray) -> np.ndarray:
     """Band energies ``[4 views (L, R, M, S), frames, bands]`` of a ``[n, 2]`` signal."""
     if len(x) < _M_NPER:
         x = np.pad(x, ((0, _M_NPER - len(x)), (0, 0)))
@@ -42,7 +42,7 @@ def _view_band_energies(x: np.ndarray) -> np.ndarray:
     return np.add.reduceat(p, offsets[:-1], axis=-1)
 
 
-def _distortion(er: np.ndarray, ec: np.ndarray) -> float:
+def band_distortion(er: np.ndarray, ec: np.ndarray) -> float:
     frame_max = er[:3].max(axis=(0, 2))
     gfloor = er[:3].max() * 1e-7 + 1e-20
     floor = np.maximum(frame_max * 10 ** (-_FLOOR_DB / 10), gfloor)[None, :, None]
@@ -67,7 +67,7 @@ def objective_distortion(reference: np.ndarray, coded: np.ndarray) -> float:
     mean + 0.5 x 90th percentile over active frames; averaged over the four views. 0 for
     identical signals.
     """
-    return _distortion(_view_band_energies(reference), _view_band_energies(coded))
+    return band_distortion(view_band_energies(reference), view_band_energies(coded))
 
 
 def distortion_to_quality(d: float | np.ndarray) -> float | np.ndarray:
@@ -78,5 +78,5 @@ def distortion_to_quality(d: float | np.ndarray) -> float | np.ndarray:
     codec-like conditions span ~30-95. No per-run rescaling.
     """
     d = np.maximum(np.asarray(d, dtype=float), 0.0)
-    q = 100.0 / (1.0 + (d / _D0) ** _P)
+    q = 100.0 / (1.0 + (d / QUALITY_D0) ** QUALITY_P)
     return float(q) if q.ndim == 0 else q
