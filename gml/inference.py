@@ -9,13 +9,11 @@ activation (on CPU about a third of InSE-Net's time besides the convolutions:
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
 
-import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["fold_batchnorm", "values_on"]
+__all__ = ["fold_batchnorm"]
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -49,17 +47,3 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
                 seq[i] = fuse_conv_bn_eval(conv, norm)
                 seq[i + 1] = nn.Identity()
     return folded
-
-
-def values_on(
-    device: torch.device, values: Sequence, dtype: torch.dtype = torch.long
-) -> torch.Tensor:
-    """``values`` (numbers, or equal-length rows of numbers) as a tensor on ``device``; to a
-    GPU asynchronously, through pinned memory: a plain copy from the host would first wait for
-    everything already queued on the device, so the host could not run ahead of it.
-    """
-    out = torch.tensor(values, dtype=dtype)
-    if device.type == "cuda":  # (pin_memory() would first ask CUDA whether it is pinned)
-        pinned = torch.empty(out.shape, dtype=dtype, pin_memory=True)
-        return pinned.copy_(out).to(device, non_blocking=True)
-    return out.to(device)

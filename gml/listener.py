@@ -31,8 +31,18 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, MixtureSameFamily
 
 from gml.checkpoint import load_module
+from gml.features.device import values_on
+from gml.features.pair import (
+    MAX_LENGTH_DIFFERENCE,
+    delay_skips,
+    describe_difference,
+    length_difference,
+    pair_frames,
+    stack_pair,
+    stack_pairs,
+)
 from gml.heads import EqualMixture
-from gml.inference import fold_batchnorm, values_on
+from gml.inference import fold_batchnorm
 from gml.stats import SCORE_RANGE, ci_halfwidth
 
 __all__ = [
@@ -548,9 +558,9 @@ class Listener:
             reference, coded = (decode_short_file(s, short) for s in (reference, coded))
             found = estimate_delay(reference, coded, self.frontend.settings()["sample_rate"])
             delay, correlation = found.samples, found.correlation
-        # drop the delay from the start of the later signal, so frames compare the same sound
-        ref, ref_info = self._features(reference, skip=max(0, -delay))
-        cod, cod_info = self._features(coded, skip=max(0, delay))
+        ref_skip, cod_skip = delay_skips(delay)
+        ref, ref_info = self._features(reference, skip=ref_skip)
+        cod, cod_info = self._features(coded, skip=cod_skip)
         return self._prepared_pair(ref, cod, ref_info, cod_info, delay, correlation)
 
     def _prepared_pair(
@@ -570,10 +580,7 @@ class Listener:
             ref, cod: ``[4, bands, T_ref]``, ``[4, bands, T_cod]``; windows: each
             ``[4, 2, bands, T_window]``.
         """
-        from gml.data.datamodule import pad_frames
-
-        t = max(ref.shape[-1], cod.shape[-1])
-        pair = torch.stack([pad_frames(ref, t), pad_frames(cod, t)], dim=1)  # [4, 2, bands, T]
+        pair = stack_pair(ref, cod)
         return self._pair_from(pair, ref_info, cod_info, delay, correlation)
 
     def _pair_from(
@@ -603,7 +610,7 @@ class Listener:
         return [pair[..., s:e] for s, e in spans], spans, ref_info, cod_info, delay, facts
 
     #: Warn when the aligned signals' lengths differ by more than this (seconds).
-    max_length_difference: float = 1.0
+    max_length_difference: float = MAX_LENGTH_DIFFERENCE
     #: Warn below this sample rate: the gammatone bands above its Nyquist frequency are empty.
     min_sample_rate: int = 16000
     #: Warn when the excerpt (the longer signal) is shorter than this (seconds): listening
@@ -640,10 +647,10 @@ class Listener:
                     "spectrum than for full-band audio"
                 )
         fs = self.frontend.settings()["sample_rate"]
-        diff = cod_info.duration - ref_info.duration - delay / fs
+        diff = length_difference(ref_info.duration, cod_info.duration, delay / fs)
         if abs(diff) > self.max_length_difference:
             notes.append(
-                f"{cod_info.source} is {abs(diff):.2f} s {'longer' if diff > 0 else 'shorter'} "
+                f"{cod_info.source} is {describe_difference(diff)} "
                 f"than its reference {ref_info.source} after removing a {1000 * delay / fs:.0f} "
                 "ms delay; the shorter one is zero-padded on both sides"
             )
@@ -918,9 +925,9 @@ class Listener:
         if n_listeners < 2:
             raise ValueError(f"n_listeners must be at least 2 for a CI, got {n_listeners}")
         show = progress if progress is not None else len(refs) > 8
-        from gml.data.cache import _progress
+        from gml.data.cache import progress as progress_bar
 
-        bar = _progress(len(refs), "gml predict", show)
+        bar = progress_bar(len(refs), "gml predict", show)
         paths = all(isinstance(x, (str, os.PathLike)) for x in refs + cods)
         if self.workers > 0 and len(refs) > 1 and paths:
             chunks = self._loaded_chunks(refs, cods)
@@ -1196,8 +1203,7 @@ class Listener:
             found = delays_of_heads_torch(monos[:k], heads[:k], monos[k:], heads[k:], fs)
             for j, f in zip(search, found):
                 delays[j], correlations[j] = f.samples, f.correlation
-        # drop the delay from the start of the later signal
-        skips = [max(0, -d) for d in delays] + [max(0, d) for d in delays]
+        skips = [delay_skips(d)[0] for d in delays] + [delay_skips(d)[1] for d in delays]
         frames = [self.frontend.num_frames(max(0, n - k)) for n, k in zip(lengths, skips)]
         longest = self.block_seconds * fs
         short = [i for i, n in enumerate(lengths) if n - skips[i] <= longest]
@@ -1237,48 +1243,16 @@ class Listener:
                 inverse[i] = position
             spec = spec[values_on(self.device, inverse)]
         spec = spec.view(2, count, *spec.shape[1:]).transpose(0, 1)  # [B, 2, 4, bands, T]
-        padded = self._padded_pairs(spec, frames)
+        padded = stack_pairs(spec, frames)
         peaks = padded.amax(dim=(1, 3, 4))  # [B, 2]: each signal's loudest value, one kernel
         return [
             self._pair_from(
                 pair[..., :t], it["reference_info"], it["coded_info"], delay, corr, peak
             )
             for pair, t, it, delay, corr, peak in zip(
-                padded, self._pair_frames(frames), pairs, delays, correlations, peaks
+                padded, pair_frames(frames), pairs, delays, correlations, peaks
             )
         ]
-
-    @staticmethod
-    def _pair_frames(frames: list[int]) -> list[int]:
-        """Frames of each pair: the longer of its two signals' (references first, then the
-        coded signals, in ``frames``)."""
-        count = len(frames) // 2
-        return [max(frames[j], frames[count + j]) for j in range(count)]
-
-    def _padded_pairs(self, spec: Tensor, frames: list[int]) -> Tensor:
-        """Each pair's two spectrograms, the shorter zero-padded on both sides to the longer
-        (as :func:`gml.data.datamodule.pad_frames`), by one gather over frames.
-
-        Shape:
-            spec: ``[B, 2, 4, bands, T]`` (signal ``k`` of pair ``j`` valid in its first
-            ``frames[k * B + j]`` frames) → ``[B, 4, 2, bands, T_max]``.
-        """
-        count = spec.shape[0]
-        total = self._pair_frames(frames)
-        width = max(total)
-        per_signal = [
-            [frames[k * count + j], (total[j] - frames[k * count + j]) // 2]
-            for j in range(count)
-            for k in range(2)
-        ]
-        own, left = values_on(self.device, per_signal).view(count, 2, 2).unbind(-1)
-        t = torch.arange(width, device=self.device)
-        source = t - left[..., None]  # [B, 2, T]: the signal's own frame at each pair frame
-        valid = (source >= 0) & (source < own[..., None])
-        source = source.clamp(0, spec.shape[-1] - 1)
-        index = source[:, :, None, None, :].expand(*spec.shape[:-1], width)
-        out = spec.gather(-1, index) * valid[:, :, None, None, :]
-        return out.transpose(1, 2)  # [B, 4, 2, bands, T_max]
 
     def distribution(self, reference: AudioInput, coded: AudioInput) -> Distribution:
         """The predicted score distribution of one pair (see the class docstring for long

@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from gml.features.audio import check_duration, conform_audio, read_audio
+from gml.features.device import values_on
 from gml.features.stream import AudioInfo
 
 __all__ = [
@@ -281,8 +282,6 @@ def gather_signals(
         samples: ``[N]``; returns ``[len(layouts), 2, width]``: row ``s`` holds samples
         ``skips[s] ..`` of signal ``s``, zero after its end.
     """
-    from gml.inference import values_on
-
     device = samples.device
     rows = values_on(
         device,

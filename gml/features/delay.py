@@ -22,7 +22,8 @@ from scipy import fft as sp_fft
 from scipy.signal import resample_poly
 
 from gml.features.audio import check_finite, resample_factors
-from gml.features.stream import AudioSource, _open
+from gml.features.device import values_on
+from gml.features.stream import AudioSource, open_source
 
 __all__ = [
     "Delay",
@@ -77,7 +78,7 @@ def read_head(source: AudioSource, seconds: float, rate: int | None = None) -> n
 
 def _read_mono(source: AudioSource, seconds: float) -> tuple[np.ndarray, int]:
     """The first ``seconds`` of a source as a float32 mono downmix at its own rate."""
-    with _open(source) as reader:
+    with open_source(source) as reader:
         file_rate = reader.info.sample_rate
         want = max(1, math.ceil(seconds * file_rate))
         parts, got = [], 0
@@ -327,7 +328,6 @@ def delays_of_heads_torch(
     factor = max(1, round(sample_rate / search_rate))
     coarse_rate = sample_rate / factor
     max_lag = int(round(max_delay_seconds * coarse_rate))
-    from gml.inference import values_on
 
     lengths = values_on(device, [*ref_lengths, *cod_lengths], torch.float64)
     ref_len, cod_len = lengths[:batch], lengths[batch:]
