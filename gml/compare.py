@@ -45,7 +45,7 @@ import scipy.stats
 from torch.distributions import Distribution
 
 from gml.errors import GMLError
-from gml.listener import SCALE, simulate_panels
+from gml.scoring.statistics import SCALE, simulate_panels
 from gml.stats import ci_halfwidth
 
 if TYPE_CHECKING:  # matplotlib and the listener's heavy parts are imported lazily
