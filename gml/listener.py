@@ -27,7 +27,6 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from gml.checkpoint import load_module
 from gml.data.cache import progress as progress_bar
 from gml.data.pair_audio import PairFeed
 from gml.errors import GMLWarning
@@ -35,6 +34,7 @@ from gml.features.device import values_on
 from gml.inference import fold_batchnorm
 from gml.scoring.checks import PairChecks, feature_dbfs
 from gml.scoring.feeds import ProcessFeed, ThreadFeed
+from gml.scoring.model import check_members, load_scoring_model
 from gml.scoring.prediction import PREDICTION_FIELDS, Prediction
 from gml.scoring.prepare import FeatureMemory, PairPreparer
 from gml.scoring.prepared import PreparedPair
@@ -61,7 +61,6 @@ __all__ = [
     "Panels",
     "Prediction",
     "load",
-    "load_module",
     "quantiles",
     "simulate_panels",
     "slider_interval",
@@ -74,7 +73,9 @@ class Listener:
     """A trained GML: audio pairs in, listening-test predictions out.
 
     Args:
-        module: The trained :class:`~gml.module.GMLModule` (see :func:`load`).
+        module: The trained network: a :class:`~gml.scoring.model.ScoringModel` (what
+            :func:`load` builds) or a :class:`~gml.module.GMLModule`; a list of them acts as
+            one ensemble listener.
         device: ``"cuda"``, ``"cpu"``... (default: CUDA when available).
         window_seconds: Excerpts up to this long are scored whole, in one pass, as the model
             saw excerpts in training and as ``gml test`` scores them; longer ones in windows
@@ -137,8 +138,6 @@ class Listener:
         if window_seconds <= 0 or not 0 <= window_overlap < 1:
             raise ValueError("window_seconds must be > 0 and window_overlap in [0, 1)")
         self.device = torch.device(device)
-        from gml.ensemble import check_members
-
         members = list(module) if isinstance(module, (list, tuple)) else [module]
         check_members(
             members,
@@ -570,13 +569,20 @@ def load(
     Raises:
         gml.errors.GMLError: not a gml checkpoint, or one whose classes cannot be rebuilt.
     """
-    if isinstance(ckpt, (list, tuple)):
-        from gml.ensemble import load_members
-
-        members = load_members(ckpt)
-    else:
-        members = [load_module(ckpt)]
+    ckpts = list(ckpt) if isinstance(ckpt, (list, tuple)) else [ckpt]
+    # the scoring network alone: no trainer, so Lightning is not imported
+    members = [load_scoring_model(c) for c in ckpts]
+    check_members(members, [str(c) for c in ckpts])
     # align codec delays as the training data were aligned (an explicit align= wins)
     config = members[0].checkpoint_config or {}
     kwargs.setdefault("align", bool((config.get("data") or {}).get("align", True)))
     return Listener(members if len(members) > 1 else members[0], device=device, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    # load_module (the training module, with Lightning) only when asked for
+    if name == "load_module":
+        from gml.checkpoint import load_module
+
+        return load_module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
