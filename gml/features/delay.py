@@ -28,12 +28,9 @@ from gml.features.stream import AudioSource, open_source
 __all__ = [
     "Delay",
     "delay_of_mono",
-    "delay_of_mono_torch",
     "delays_of_heads_torch",
-    "delays_of_mono_torch",
     "estimate_delay",
     "mono_head",
-    "read_head",
 ]
 
 
@@ -63,17 +60,6 @@ class Delay:
     @property
     def seconds(self) -> float:
         return self.samples / self.sample_rate
-
-
-def read_head(source: AudioSource, seconds: float, rate: int | None = None) -> np.ndarray:
-    """The first ``seconds`` of a source as a mono downmix (float32), at ``rate`` or, when
-    ``rate`` is None, at the source's own rate.
-
-    Shape:
-        returns ``[n]``.
-    """
-    mono, file_rate = _read_mono(source, seconds)
-    return _at_rate(mono, file_rate, rate)
 
 
 def _read_mono(source: AudioSource, seconds: float) -> tuple[np.ndarray, int]:
@@ -235,60 +221,6 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
     keep spinning after the call and take a core from torch's threads: the features of the
     next file were measured 2x slower after it on a 2-core machine."""
     return float(np.einsum("i,i->", a, b))
-
-
-def delay_of_mono_torch(
-    ref: torch.Tensor,
-    cod: torch.Tensor,
-    sample_rate: int = 48000,
-    max_delay_seconds: float = MAX_DELAY_SECONDS,
-    search_rate: int = 8000,
-    min_correlation: float = 0.3,
-) -> Delay:
-    """:func:`delay_of_mono` for two mono heads at ``sample_rate`` itself, as tensors on any
-    device (one pair of :func:`delays_of_mono_torch`).
-
-    Shape:
-        ref, cod: ``[n]`` and ``[m]`` float32 (:func:`mono_head`), on one device.
-    """
-    return delays_of_mono_torch(
-        [(ref, cod)], sample_rate, max_delay_seconds, search_rate, min_correlation
-    )[0]
-
-
-def delays_of_mono_torch(
-    pairs: list[tuple[torch.Tensor, torch.Tensor]],
-    sample_rate: int = 48000,
-    max_delay_seconds: float = MAX_DELAY_SECONDS,
-    search_rate: int = 8000,
-    min_correlation: float = 0.3,
-) -> list[Delay]:
-    """:func:`delay_of_mono` for a list of pairs of mono heads at ``sample_rate`` itself, as
-    tensors on any device: zero-padded into one batch for :func:`delays_of_heads_torch`.
-
-    Shape:
-        pairs: each ``([n], [m])`` float32 (:func:`mono_head`), all on one device.
-    """
-    if not pairs:
-        return []
-    heads = []
-    for side in (0, 1):
-        rows = [pair[side] for pair in pairs]
-        batch = rows[0].new_zeros(len(rows), max(len(r) for r in rows))
-        for b, r in enumerate(rows):
-            batch[b, : len(r)] = r
-        heads.append((batch, [len(r) for r in rows]))
-    (ref, ref_lengths), (cod, cod_lengths) = heads
-    return delays_of_heads_torch(
-        ref,
-        ref_lengths,
-        cod,
-        cod_lengths,
-        sample_rate,
-        max_delay_seconds,
-        search_rate,
-        min_correlation,
-    )
 
 
 def delays_of_heads_torch(
