@@ -1,4 +1,5 @@
-"""Preparing a trained network for inference: the same function, computed with less work.
+"""Preparing a trained network for inference: the same function, computed with less work
+(deploy-time transforms, applied to a copy: the trained network stays as written).
 
 Batch normalisation in eval mode is an affine map per channel; directly after a convolution it
 can be folded into the convolution's weights and bias, which removes one full pass over every
@@ -13,7 +14,10 @@ import copy
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["fold_batchnorm"]
+from gml.backbones.insenet import ViewBranch
+from gml.backbones.insenet_cpu import CpuViewBranch
+
+__all__ = ["cpu_trunk", "fold_batchnorm"]
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -47,3 +51,28 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
                 seq[i] = fuse_conv_bn_eval(conv, norm)
                 seq[i + 1] = nn.Identity()
     return folded
+
+
+def cpu_trunk(module: nn.Module, in_place: bool = False) -> nn.Module:
+    """An eval-mode copy of ``module`` for inference on CPU: each InSE-Net view branch
+    replaced by its CPU trunk (:class:`~gml.backbones.insenet_cpu.CpuViewBranch`: the same
+    function to float rounding, computed with less work). Other networks (a user's backbone)
+    are left as they are. Only for inference: the copy's batch norms normalise with their
+    running statistics, and its gradients are not those of the network as written.
+
+    Args:
+        module: A network (in any mode), e.g. :func:`fold_batchnorm`'s copy.
+        in_place: Change ``module`` itself (a copy made for inference already) instead of a
+            copy.
+
+    Returns:
+        The network for CPU inference, in eval mode.
+    """
+    net = (module if in_place else copy.deepcopy(module)).eval()
+    if isinstance(net, ViewBranch):
+        return CpuViewBranch(net)
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, ViewBranch):
+                setattr(parent, name, CpuViewBranch(child))
+    return net

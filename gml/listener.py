@@ -31,7 +31,7 @@ from gml.data.cache import progress as progress_bar
 from gml.data.pair_audio import PairFeed
 from gml.errors import GMLWarning
 from gml.features.device import values_on
-from gml.inference import fold_batchnorm
+from gml.inference import cpu_trunk, fold_batchnorm
 from gml.scoring.checks import PairChecks, feature_dbfs
 from gml.scoring.feeds import ProcessFeed, ThreadFeed
 from gml.scoring.model import check_members, load_scoring_model
@@ -83,7 +83,7 @@ class Listener:
         window_overlap: Overlap of consecutive windows (0.5: a window every 10 s).
         batch_size: Windows of equal length per forward pass (default: 8 on CPU, 16 on a
             GPU). On CPU, InSE-Net still runs one window's views at a time inside the batch
-            (``ViewBranch.cpu_eval_chunk``), so memory stays bounded; a backbone of your own
+            (:func:`gml.inference.cpu_trunk`), so memory stays bounded; a backbone of your own
             sees the whole batch.
         block_seconds: Audio is read and turned into features in blocks of this many seconds,
             so memory does not grow with the file's length.
@@ -180,6 +180,8 @@ class Listener:
         # inference copies of the backbones with batch norm folded into the convolutions
         # (the same function with less work; the modules passed in are not changed)
         self._backbones = [fold_batchnorm(m.backbone) for m in self.members]
+        if self.device.type == "cpu":  # InSE-Net's CPU trunk (cpu_trunk)
+            self._backbones = [cpu_trunk(net, in_place=True) for net in self._backbones]
         self._memory = FeatureMemory(4)
         #: The limits beyond which a pair gets a warning.
         self.checks = PairChecks()

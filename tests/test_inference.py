@@ -71,31 +71,19 @@ def test_fold_batchnorm_leaves_other_patterns():
     assert isinstance(fold_batchnorm(odd)[1], nn.BatchNorm1d)
 
 
-def test_chunked_and_channels_last_equal_plain(small_net):
-    """On CPU in eval mode the trunk runs 4 images at a time in channels-last format; the
-    result equals one NCHW pass over the whole batch."""
+def test_cpu_trunk_on_folded_batchnorm_equals_plain(small_net):
+    """The listener's CPU network (batch norm folded, then the CPU trunk: 4 images at a time
+    in channels-last format) equals one NCHW pass of the trained network over the whole
+    batch, and scoring windows one by one equals scoring them together."""
+    from gml.inference import cpu_trunk
+
     x = torch.rand(5, 4, 2, 32, 70) * 60  # 20 images: 5 chunks
-    plain = copy.deepcopy(small_net)
-    for m in plain.modules():
-        if hasattr(m, "cpu_channels_last"):
-            m.cpu_channels_last = False
+    fast = cpu_trunk(fold_batchnorm(small_net), in_place=True)
     with torch.no_grad():
-        ref, out = plain(x), small_net(x)
-        one_by_one = torch.cat([small_net(x[i : i + 1]) for i in range(len(x))])
+        ref, out = small_net(x), fast(x)
+        one_by_one = torch.cat([fast(x[i : i + 1]) for i in range(len(x))])
     assert torch.allclose(out, ref, rtol=1e-4, atol=1e-5)
     assert torch.allclose(one_by_one, out, rtol=1e-4, atol=1e-5)
-
-
-def test_training_is_not_chunked(small_net):
-    """In training mode batch norm needs the whole batch's statistics: chunking would change
-    them, so the trunk sees the batch at once (same output as the NCHW path)."""
-    net = copy.deepcopy(small_net).train()
-    plain = copy.deepcopy(net)
-    for m in plain.modules():
-        if hasattr(m, "cpu_channels_last"):
-            m.cpu_channels_last = False
-    x = torch.rand(3, 4, 2, 32, 40) * 60
-    assert torch.allclose(net(x), plain(x), rtol=1e-4, atol=1e-5)
 
 
 def test_whole_excerpt_is_one_pass_like_training(tiny_run, tmp_path):
@@ -474,3 +462,43 @@ def test_gpu_listener_equals_cpu(tiny_run, tmp_path):
     assert gpu["mean"].tolist() == pytest.approx(windowed["mean"].tolist(), abs=1e-3)
     bf16 = gml.load(tiny_run, device="cuda", bf16=True).predict(refs, cods)
     assert (bf16["mean"] - gpu_whole["mean"]).abs().max() < 0.5
+
+
+def test_validation_and_test_on_cpu_use_the_cpu_trunk(tiny_run):
+    """With CpuInferenceTrunk, validation and test epochs on CPU run the inference copy of the
+    backbone (folded batch norm, CPU trunk) with the same results to float rounding, and the
+    trained backbone is back in place after each epoch."""
+    from lightning.pytorch import Callback, Trainer
+
+    from gml.backbones.insenet_cpu import CpuViewBranch
+    from gml.checkpoint import build_datamodule, load_module
+    from gml.cpu_inference import CpuInferenceTrunk
+
+    seen: list[bool] = []
+
+    class Spy(Callback):
+        def on_validation_batch_start(self, trainer, pl_module, *args):
+            seen.append(any(isinstance(m, CpuViewBranch) for m in pl_module.modules()))
+
+    def validate(*callbacks):
+        model = load_module(tiny_run / "best.ckpt")
+        trained = model.backbone
+        dm = build_datamodule(tiny_run / "best.ckpt", frontend=model.frontend, progress=False)
+        trainer = Trainer(
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[*callbacks, Spy()],
+        )
+        out = trainer.validate(model, datamodule=dm, verbose=False)[0]
+        assert model.backbone is trained
+        return out
+
+    plain = validate()
+    assert seen and not any(seen)
+    seen.clear()
+    fast = validate(CpuInferenceTrunk())
+    assert seen and all(seen)
+    assert fast["val/loss"] == pytest.approx(plain["val/loss"], rel=1e-5, abs=1e-5)

@@ -6,8 +6,8 @@ A :class:`PairFeed` spreads the reading over worker processes, kept from one lis
 to the next, and leaves the rest to the device: each item is one pair's audio as stored
 (16-bit files at the frontend's rate as integers, others decoded and resampled to float32),
 packed per batch into shared memory and page-locked by a few threads (so the copy to the GPU
-runs asynchronously, in one transfer). The main process (:meth:`gml.listener.Listener.
-_batch_windows`) turns the integers into floats in one pass (:func:`device_samples`), cuts
+runs asynchronously, in one transfer). The main process
+(:meth:`gml.scoring.prepare.PairPreparer.batch`) turns the integers into floats in one pass (:func:`device_samples`), cuts
 the signals into a zero-padded batch with one gather (:func:`gather_signals`), searches the
 codec delays of the whole batch at once (:func:`gml.features.delay.delays_of_heads_torch`)
 and runs the frontend on the batch. Batches hold pairs of similar length (sorted by file
