@@ -11,7 +11,6 @@ import os
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from gml.errors import GMLError
 
@@ -101,6 +100,9 @@ def conform_audio(data: np.ndarray, file_rate: int, sample_rate: int = 48000) ->
     audio = data.T  # [channels, n]
     if file_rate != sample_rate:
         up, down = resample_factors(int(file_rate), sample_rate)
+        # scipy.signal takes a noticeable part of start-up, and most files need no resampling
+        from scipy.signal import resample_poly
+
         audio = resample_poly(audio.astype(np.float64), up, down, axis=-1)
     if audio.shape[0] == 1:
         audio = np.concatenate([audio, audio], axis=0)

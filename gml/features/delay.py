@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy import fft as sp_fft
-from scipy.signal import resample_poly
 
 from gml.features.audio import check_finite, resample_factors
 from gml.features.device import values_on
@@ -103,6 +102,9 @@ def _at_rate(mono: np.ndarray, file_rate: int, rate: int | None) -> np.ndarray:
     if rate is None or file_rate == rate:
         return mono
     up, down = resample_factors(file_rate, rate)
+    # scipy.signal takes a noticeable part of start-up, and most files need no resampling
+    from scipy.signal import resample_poly
+
     return resample_poly(mono, up, down).astype(np.float32, copy=False)
 
 

@@ -31,7 +31,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 import soundfile as sf
 import torch
-from scipy.signal import resample_poly
 
 from gml.features.audio import (
     AudioError,
@@ -416,6 +415,9 @@ class _BlockResampler:
     def _resample(self, seg_end: int, first: int, last: int | None) -> np.ndarray:
         """Outputs for the inputs ``[first, last)`` from the buffered segment up to ``seg_end``."""
         segment = self.buffer[:, : seg_end - self.start].astype(np.float64)  # as load_audio
+        # scipy.signal takes a noticeable part of start-up, and most files need no resampling
+        from scipy.signal import resample_poly
+
         y = resample_poly(segment, self.up, self.down, axis=-1)
         offset = self.start * self.up // self.down
         lo = first * self.up // self.down - offset
