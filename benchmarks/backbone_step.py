@@ -37,11 +37,6 @@ def main(argv: list[str] | None = None) -> None:
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
     parser.add_argument("--device", default="cpu")
-    parser.add_argument(
-        "--nchw",
-        action="store_true",
-        help="compute in NCHW instead of channels-last on CPU (for comparison)",
-    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -54,10 +49,6 @@ def main(argv: list[str] | None = None) -> None:
     frames = frontend.num_frames(round(args.seconds * frontend.settings()["sample_rate"]))
     bands = frontend.settings()["num_bands"]
     net = InSENet(args.preset, shared_views=not args.separate_views, num_bands=bands)
-    if args.nchw:
-        for m in net.modules():
-            if hasattr(m, "cpu_channels_last"):
-                m.cpu_channels_last = False
     head = LogisticHead()
     head.build(net.out_features)
     model = torch.nn.ModuleDict({"backbone": net, "head": head}).to(device).train()
@@ -82,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print(describe_machine(str(device)))
     views = "separate" if args.separate_views else "shared"
-    layout = "NCHW" if args.nchw or device.type != "cpu" else "channels-last"
+    layout = "NCHW" if device.type != "cpu" else "channels-last"
     print(
         f"model: InSENet({args.preset!r}, {views} views) + LogisticHead: {params:,} parameters,"
         f" {layout}"

@@ -3,17 +3,15 @@ optimisation buys, measured side by side in one run.
 
 Variants (all on the same random features, ``[B, 4, 2, 32, 497]``):
 
-- ``as trained``: the module as it trains (NCHW tensors, batch norm as a separate pass);
-- ``channels-last``: the same module computing in channels-last memory format (the default on
-  CPU);
+- ``as trained``: the module as it trains (channels-last on CPU, batch norm as a separate
+  pass);
 - ``+ folded batch norm``: :func:`gml.inference.fold_batchnorm`;
-- ``+ CPU inference shortcuts``: what :class:`gml.Listener` runs: the same network with the
-  exact inference-only shortcuts of :mod:`gml.backbones.insenet` (separable 3×3 max-pool,
-  squeeze-excitation scaling after the 2×2 pooling, the stem and first block one image at a
-  time); the variants above run without them, and ``..., first block by pair`` runs them with
-  the first block taking a pair's four images at once (as before that shortcut);
-- the same at batch 2, 4, 8 with the CPU chunking of :class:`gml.backbones.insenet.ViewBranch`,
-  and at batch 8 without any (``unchunked``) to show why it exists;
+- ``+ CPU trunk``: what :class:`gml.Listener` runs: the folded network through
+  :func:`gml.inference.cpu_trunk` (separable 3×3 max-pool, squeeze-excitation scaling after
+  the 2×2 pooling, the stem and first block one image at a time, four images at a time);
+  ``..., first block by pair`` with the first block taking a pair's four images at once;
+- the same at batch 2, 4, 8, and at batch 8 without chunks (``unchunked``) to show why they
+  exist;
 - ``bf16 autocast`` of the folded model, and ``--compile``: ``torch.compile`` of it;
 - ``--also paper-fast`` (or any preset): that preset folded, batch 1, with its own FLOPs (e.g.
   the paper's widths with the stem striding 2 in time).
@@ -29,7 +27,6 @@ minor page faults per pair (memory mapped afresh during the call; see :mod:`comm
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
 import time
@@ -39,9 +36,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import describe_machine, interleaved, sgemm_peak  # noqa: E402
 
-from gml.backbones import InSENet, insenet  # noqa: E402
+from gml.backbones import InSENet  # noqa: E402
+from gml.backbones.insenet_cpu import CpuViewBranch  # noqa: E402
 from gml.heads import LogisticHead  # noqa: E402
-from gml.inference import fold_batchnorm  # noqa: E402
+from gml.inference import cpu_trunk, fold_batchnorm  # noqa: E402
 
 
 def main() -> None:
@@ -72,44 +70,36 @@ def main() -> None:
 
     flops = count_flops(net)
 
-    nchw = copy.deepcopy(net)
-    for m in nchw.modules():
-        if hasattr(m, "cpu_channels_last"):
-            m.cpu_channels_last = False
     folded = fold_batchnorm(net)
-    by_pair = copy.deepcopy(folded)
+    trunk = cpu_trunk(folded)
+    by_pair = cpu_trunk(folded)
+    unchunked = cpu_trunk(folded)
     for m in by_pair.modules():
-        if hasattr(m, "cpu_eval_first_chunk"):
-            m.cpu_eval_first_chunk = 4
-    unchunked = copy.deepcopy(folded)
+        if isinstance(m, CpuViewBranch):
+            m.first_chunk = 4
     for m in unchunked.modules():
-        if hasattr(m, "cpu_eval_chunk"):
-            m.cpu_eval_chunk = m.cpu_eval_first_chunk = 1 << 30
+        if isinstance(m, CpuViewBranch):
+            m.chunk = m.first_chunk = 1 << 30
 
-    def run(model, batch, bf16=False, shortcuts=True):
+    def run(model, batch, bf16=False):
         xb = x1.expand(batch, -1, -1, -1, -1).contiguous()
 
         def fn():
-            insenet.CPU_INFERENCE_SHORTCUTS = shortcuts
-            try:
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    return head.proj(model(xb))
-            finally:
-                insenet.CPU_INFERENCE_SHORTCUTS = True
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                return head.proj(model(xb))
 
         return fn, batch
 
     variants = {
-        "as trained (NCHW), batch 1": run(nchw, 1, shortcuts=False),
-        "channels-last, batch 1": run(net, 1, shortcuts=False),
-        "+ folded batch norm, batch 1": run(folded, 1, shortcuts=False),
-        "+ CPU shortcuts, first block by pair": run(by_pair, 1),
-        "+ CPU inference shortcuts, batch 1": run(folded, 1),
-        "+ folded, batch 2": run(folded, 2),
-        "+ folded, batch 4": run(folded, 4),
-        "+ folded, batch 8": run(folded, 8),
-        "+ folded, batch 8 unchunked": run(unchunked, 8),
-        "+ folded, bf16 autocast, batch 1": run(folded, 1, bf16=True),
+        "as trained, batch 1": run(net, 1),
+        "+ folded batch norm, batch 1": run(folded, 1),
+        "+ CPU trunk, first block by pair": run(by_pair, 1),
+        "+ CPU trunk, batch 1": run(trunk, 1),
+        "+ CPU trunk, batch 2": run(trunk, 2),
+        "+ CPU trunk, batch 4": run(trunk, 4),
+        "+ CPU trunk, batch 8": run(trunk, 8),
+        "+ CPU trunk, batch 8 unchunked": run(unchunked, 8),
+        "+ CPU trunk, bf16 autocast, batch 1": run(trunk, 1, bf16=True),
     }
     variant_flops = {k: flops for k in variants}
     for preset in args.also:
@@ -118,8 +108,8 @@ def main() -> None:
             p.error(
                 f"--also {preset}: {other.out_features} features, the head takes {net.out_features}"
             )
-        name = f"{preset}, folded, batch 1"
-        variants[name] = run(fold_batchnorm(other), 1)
+        name = f"{preset}, CPU trunk, batch 1"
+        variants[name] = run(cpu_trunk(fold_batchnorm(other)), 1)
         variant_flops[name] = count_flops(other)
         print(f"{preset}: {variant_flops[name] / 1e9:.2f} GFLOP per pair", flush=True)
     compile_s = None

@@ -26,6 +26,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import describe_machine  # noqa: E402
+
+from gml.scoring.feeds import ProcessFeed  # noqa: E402
 
 
 def write_corpus(root: Path, refs: int, coded: int, seconds: float, seed: int = 0):
@@ -253,8 +256,8 @@ def main() -> None:
         for _ in (1, 2):  # warm-up, then timed
             _sync(device)
             t = time.perf_counter()
-            chunks = (([it["index"] for it in b["pairs"]], lis._batch_windows(b)) for b in packed)
-            lis._score_chunks(chunks, keep, 20, False, False)
+            feed = ProcessFeed(_InMemory(packed), lis.preparer().batch, refs, cods, lis.batch_size)
+            lis._score_chunks(feed, keep, 20, False, False)
             _sync(device)
             sec = time.perf_counter() - t
         key = f"device {'bf16' if bf16 else 'fp32'}"
@@ -268,6 +271,18 @@ def main() -> None:
         )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
+
+
+class _InMemory:
+    """A reader whose batches are already in memory (for :class:`ProcessFeed`)."""
+
+    num_workers = 1
+
+    def __init__(self, batches: list[dict]):
+        self._batches = batches
+
+    def batches(self, *args: object) -> Iterator[dict]:
+        return iter(self._batches)
 
 
 if __name__ == "__main__":

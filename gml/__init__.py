@@ -14,6 +14,11 @@ def load(ckpt, device=None, **kwargs):
 
     See :func:`gml.listener.load`.
     """
+    from gml.checkpoint_path import check_checkpoint_file, resolve_checkpoint
+
+    # a file that is no checkpoint is refused before torch is imported (in well under 1 s)
+    for path in ckpt if isinstance(ckpt, (list, tuple)) else [ckpt]:
+        check_checkpoint_file(resolve_checkpoint(path))
     from gml.listener import load as _load
 
     return _load(ckpt, device=device, **kwargs)

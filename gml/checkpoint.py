@@ -13,16 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import Checkpoint
 
 from gml.atomic import atomic_write
+from gml.checkpoint_file import CONFIG_KEY, instantiate, read_checkpoint, read_config
 from gml.checkpoint_path import resolve_checkpoint
 from gml.errors import GMLError, Interrupted
 
-#: Key under which a checkpoint carries the resolved configuration it was trained with.
-CONFIG_KEY = "gml_config"
 #: Key under which ``last.ckpt`` carries the run's ``metrics.csv`` as it was when written.
 METRICS_KEY = "gml_metrics_csv"
 
@@ -345,70 +343,6 @@ def _plain(value):
     return value
 
 
-def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
-    """Load a gml checkpoint as a dict (weights on ``map_location``).
-
-    Raises:
-        GMLError: missing, not a readable PyTorch checkpoint, or not written by ``gml fit``.
-    """
-    path = resolve_checkpoint(path)
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
-        raise GMLError(
-            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})"
-        ) from None
-    if not isinstance(ckpt, dict) or CONFIG_KEY not in ckpt:
-        raise GMLError(
-            f"{path}: not a gml checkpoint (no embedded configuration); was it written by 'gml fit'?"
-        )
-    return ckpt
-
-
-def _upgrade(cfg: dict) -> dict:
-    """Bring a configuration written by an older gml to today's layout.
-
-    Before the frontend belonged to the model it was configured as ``data.frontend``.
-    """
-    data = cfg.get("data") or {}
-    model = cfg.setdefault("model", {})
-    if "frontend" in data:
-        old = data.pop("frontend")
-        if old is not None and model.get("frontend") is None:
-            model["frontend"] = old
-    if "train_target" in data:
-        data.pop("train_target")  # linked from the head, never configured by hand
-    return cfg
-
-
-def read_config(ckpt: str | os.PathLike | dict) -> dict:
-    """The resolved configuration a gml checkpoint was trained with (a plain dict).
-
-    Args:
-        ckpt: A checkpoint path (file or run folder), or a dict from :func:`read_checkpoint`.
-
-    Raises:
-        GMLError: see :func:`read_checkpoint`.
-    """
-    if not isinstance(ckpt, dict):
-        ckpt = read_checkpoint(ckpt)
-    return _upgrade(yaml.safe_load(ckpt[CONFIG_KEY]) or {})
-
-
-def _instantiate(cls: type, key: str, section: dict, source: str) -> Any:
-    from jsonargparse import ArgumentParser
-
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_class_arguments(cls, key, fail_untyped=False)
-    try:
-        parsed = parser.parse_object({key: section})
-        return getattr(parser.instantiate_classes(parsed), key)
-    except Exception as err:  # noqa: BLE001 - report any config failure in one line
-        raise GMLError(
-            f"{source}: cannot rebuild the {key} from its configuration ({err})"
-        ) from None
-
-
 def load_module(ckpt_path: str | os.PathLike, map_location: Any = "cpu"):
     """Rebuild the :class:`~gml.module.GMLModule` (frontend, backbone, head, weights) that a
     checkpoint was trained as.
@@ -429,7 +363,7 @@ def load_module(ckpt_path: str | os.PathLike, map_location: Any = "cpu"):
     path = resolve_checkpoint(ckpt_path)
     ckpt = read_checkpoint(path, map_location="cpu")
     cfg = read_config(ckpt)
-    model = _instantiate(GMLModule, "model", cfg.get("model") or {}, str(path))
+    model = instantiate(GMLModule, "model", cfg.get("model") or {}, str(path))
     try:
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, RuntimeError) as err:
@@ -450,7 +384,7 @@ def build_datamodule(ckpt: str | os.PathLike | dict, **overrides: Any):
     cfg = read_config(ckpt)
     section = {**(cfg.get("data") or {}), **overrides}
     objects = {k: section.pop(k) for k in ("frontend",) if k in section}
-    dm = _instantiate(GMLDataModule, "data", section, "checkpoint")
+    dm = instantiate(GMLDataModule, "data", section, "checkpoint")
     for k, v in objects.items():
         setattr(dm, k, v)
     return dm

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gml.errors import GMLError
 
-__all__ = ["check_resume_folder", "resolve_checkpoint"]
+__all__ = ["check_checkpoint_file", "check_resume_folder", "resolve_checkpoint"]
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
@@ -48,3 +48,27 @@ def check_resume_folder(run: str) -> Path:
             "folder 'gml fit' printed when it started"
         )
     return run_dir
+
+
+#: How a file that ``torch.save`` wrote begins: a zip archive (the default since torch 1.6),
+#: or a pickle (the legacy format, protocol 2 or above).
+_CHECKPOINT_STARTS = (b"PK\x03\x04", b"\x80")
+
+
+def check_checkpoint_file(path: str | os.PathLike) -> None:
+    """Refuse at once a file that cannot be a PyTorch checkpoint, from its first bytes
+    (before torch, or anything slow to import, is needed).
+
+    Raises:
+        GMLError: not a file ``torch.save`` writes (the message names the file).
+    """
+    try:
+        with open(path, "rb") as f:
+            start = f.read(4)
+    except OSError as err:
+        raise GMLError(f"{path}: cannot be read ({err.strerror})") from None
+    if not start.startswith(_CHECKPOINT_STARTS):
+        raise GMLError(
+            f"{path}: not a readable PyTorch checkpoint (it does not begin as a file torch.save "
+            "writes); give the best.ckpt or last.ckpt of a 'gml fit' run, or its folder"
+        )

@@ -46,7 +46,7 @@ from torch.distributions import Distribution
 
 from gml import text_table
 from gml.errors import GMLError
-from gml.listener import SCALE, simulate_panels
+from gml.scoring.statistics import SCALE, simulate_panels
 from gml.stats import ci_halfwidth
 
 if TYPE_CHECKING:  # matplotlib and the listener's heavy parts are imported lazily

@@ -19,26 +19,9 @@ from torch import Tensor, nn
 from gml.errors import GMLError
 from gml.heads import EqualMixture
 from gml.module import GMLModule
+from gml.scoring.model import check_members
 
 __all__ = ["EnsembleModule", "check_members", "load_members"]
-
-
-def check_members(members: Sequence[GMLModule], names: Sequence[str] | None = None) -> None:
-    """Members must compute the same features (frontend settings) and train on the same
-    target, so that one batch serves them all.
-
-    Raises:
-        GMLError: naming the first member that differs.
-    """
-    names = list(names or [f"member {k}" for k in range(len(members))])
-    first = members[0]
-    for m, name in zip(members[1:], names[1:]):
-        if m.frontend.settings() != first.frontend.settings():
-            raise GMLError(f"{name}: its frontend settings differ from those of {names[0]}")
-        if m.train_target != first.train_target:
-            raise GMLError(
-                f"{name}: its head trains on {m.train_target!r}, not {first.train_target!r}"
-            )
 
 
 def load_members(ckpts: Sequence[str | os.PathLike], map_location="cpu") -> list[GMLModule]:

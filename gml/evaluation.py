@@ -21,6 +21,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from gml import baselines as base
 from gml import report
+from gml.cpu_inference import CpuInferenceTrunk
 from gml.data.manifest import subset_masks
 from gml.metrics import UPDATE_KWARGS, metric_collection
 from gml.quiet import quiet_lightning
@@ -361,7 +362,7 @@ def evaluate(
         enable_checkpointing=False,
         enable_progress_bar=progress,
         enable_model_summary=False,
-        callbacks=[callback],
+        callbacks=[callback, CpuInferenceTrunk()],  # on CPU, the listener's inference network
     )
     trainer.test(model, datamodule=dm, verbose=False)
     return callback.evaluation

@@ -1,4 +1,5 @@
-"""Preparing a trained network for inference: the same function, computed with less work.
+"""Preparing a trained network for inference: the same function, computed with less work
+(deploy-time transforms, applied to a copy: the trained network stays as written).
 
 Batch normalisation in eval mode is an affine map per channel; directly after a convolution it
 can be folded into the convolution's weights and bias, which removes one full pass over every
@@ -9,13 +10,14 @@ activation (on CPU about a third of InSE-Net's time besides the convolutions:
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
 
-import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["fold_batchnorm", "values_on"]
+from gml.backbones.insenet import ViewBranch
+from gml.backbones.insenet_cpu import CpuViewBranch
+
+__all__ = ["cpu_trunk", "fold_batchnorm"]
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -51,15 +53,26 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
     return folded
 
 
-def values_on(
-    device: torch.device, values: Sequence, dtype: torch.dtype = torch.long
-) -> torch.Tensor:
-    """``values`` (numbers, or equal-length rows of numbers) as a tensor on ``device``; to a
-    GPU asynchronously, through pinned memory: a plain copy from the host would first wait for
-    everything already queued on the device, so the host could not run ahead of it.
+def cpu_trunk(module: nn.Module, in_place: bool = False) -> nn.Module:
+    """An eval-mode copy of ``module`` for inference on CPU: each InSE-Net view branch
+    replaced by its CPU trunk (:class:`~gml.backbones.insenet_cpu.CpuViewBranch`: the same
+    function to float rounding, computed with less work). Other networks (a user's backbone)
+    are left as they are. Only for inference: the copy's batch norms normalise with their
+    running statistics, and its gradients are not those of the network as written.
+
+    Args:
+        module: A network (in any mode), e.g. :func:`fold_batchnorm`'s copy.
+        in_place: Change ``module`` itself (a copy made for inference already) instead of a
+            copy.
+
+    Returns:
+        The network for CPU inference, in eval mode.
     """
-    out = torch.tensor(values, dtype=dtype)
-    if device.type == "cuda":  # (pin_memory() would first ask CUDA whether it is pinned)
-        pinned = torch.empty(out.shape, dtype=dtype, pin_memory=True)
-        return pinned.copy_(out).to(device, non_blocking=True)
-    return out.to(device)
+    net = (module if in_place else copy.deepcopy(module)).eval()
+    if isinstance(net, ViewBranch):
+        return CpuViewBranch(net)
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, ViewBranch):
+                setattr(parent, name, CpuViewBranch(child))
+    return net

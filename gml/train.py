@@ -28,6 +28,7 @@ from gml.atomic import atomic_write_text
 from gml.checkpoint import EmbedConfig, ResumePoint
 from gml.checkpoint_path import check_resume_folder
 from gml.configs import config_stack
+from gml.cpu_inference import CpuInferenceTrunk
 from gml.data.datamodule import GMLDataModule
 from gml.errors import GMLError
 from gml.evaluation import TestReport
@@ -182,6 +183,7 @@ class GMLCLI(LightningCLI):
             print(f"gml: run folder {run_dir}", flush=True)
         self.trainer.callbacks.append(EmbedConfig(config_yaml))
         self.trainer.callbacks.append(RunProgress())  # one line over all epochs, with an ETA
+        self.trainer.callbacks.append(CpuInferenceTrunk())  # validation on CPU as fast as scoring
 
     def fit(self, **kwargs: Any) -> None:
         # checkpoint callbacks last, callbacks added after the trainer was built included (as

@@ -59,93 +59,60 @@ def test_paper_fast_preset_has_the_paper_parameters():
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 2, 1, 6), (1, 2, 4, 1), (1, 2, 2, 2)])
-def test_cpu_max_pool_equals_the_pooling_kernel(shape):
-    """The separable 3x3 max used for inference on CPU gives exactly nn.MaxPool2d's values,
-    NaN included, in either memory format."""
-    from gml.backbones.insenet import MaxPool3x3
+def test_separable_max_equals_the_pooling_kernel(shape):
+    """The separable 3x3 max of the CPU trunk gives exactly nn.MaxPool2d's values, NaN
+    included, in either memory format."""
+    from gml.backbones.insenet_cpu import separable_max3x3
 
     x = torch.randn(*shape)
     x.view(-1)[0] = float("nan")
     want = torch.nn.MaxPool2d(3, stride=1, padding=1)(x)
     for layout in (torch.contiguous_format, torch.channels_last):
-        with torch.inference_mode():
-            got = MaxPool3x3()(x.contiguous(memory_format=layout))
+        got = separable_max3x3(x.contiguous(memory_format=layout))
         torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)
 
 
 @pytest.mark.parametrize("preset", ["tiny", "small"])
-def test_cpu_inference_shortcuts_compute_the_same_function(preset, monkeypatch):
-    """Without gradients on CPU the trunk pools before the squeeze-excitation scaling and
-    uses the separable max: bit-for-bit the output of the general path (taken here by asking
-    for gradients), on odd sizes where ceil-mode pooling has partial windows. Running the
-    stem and first block one image at a time changes only the float rounding."""
-    from gml.backbones import insenet
+def test_the_cpu_trunk_computes_the_plain_network(preset):
+    """The CPU trunk (cpu_trunk) equals the plain network: bit for bit when both see the
+    same chunks of images in channels-last format (pooling before the squeeze-excitation
+    scaling and the separable max are exact), on odd sizes where ceil-mode pooling has
+    partial windows; to float rounding with the stem and first block one image at a time,
+    and against the whole batch in the default format."""
+    from gml.backbones.insenet_cpu import CpuViewBranch
+    from gml.inference import cpu_trunk
 
     torch.manual_seed(0)
     net = InSENet(preset).eval()
     x = 10 * torch.randn(3, 4, 2, 32, 45)
-    general = net(x.clone().requires_grad_(True)).detach()
-    with torch.inference_mode():
-        by_image = net(x)
-        monkeypatch.setattr(insenet.ViewBranch, "cpu_eval_first_chunk", 1 << 30)
-        whole = net(x)
-    assert torch.equal(whole, general)
-    torch.testing.assert_close(by_image, general, rtol=1e-5, atol=1e-6)
-
-
-def test_first_block_by_image_only_in_eval_mode(monkeypatch):
-    """The stem and first block take images one at a time only in eval mode: in training
-    mode (even without gradients) batch norm must see the whole batch, so the output is the
-    general path's, bit for bit."""
-    from gml.backbones import insenet
-
-    calls = []
-    run = insenet.ViewBranch._run
-
-    def counted(layers, x):
-        calls.append(x.shape[0])
-        return run(layers, x)
-
-    monkeypatch.setattr(insenet.ViewBranch, "_run", staticmethod(counted))
-    torch.manual_seed(0)
-    net = InSENet("tiny")
-    x = torch.randn(2, 4, 2, 32, 20)
     with torch.no_grad():
-        net.eval()(x)
-        assert calls == ([1] * 4 + [4]) * 2  # two chunks of 4 images (one pair each)
-        calls.clear()
-        net.train()
-        torch.manual_seed(1)
-        fast = net(x)
-        assert calls == [8, 8]
-    torch.manual_seed(1)
-    general = net(x.clone().requires_grad_(True)).detach()
-    assert torch.equal(fast, general)
-    # nor when only the batch norms normalise with the batch (e.g. test-time adaptation)
-    net.eval()
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.train()
-    calls.clear()
-    with torch.no_grad():
-        net(x)
-    assert calls == [8, 8]
+        plain = net(x)
+        fast = cpu_trunk(net)(x)
+        branch = net.branches[0]
+        images = torch.randn(12, 3, 32, 45).contiguous(memory_format=torch.channels_last)
+        chunked = torch.cat([branch(c) for c in images.split(4)])
+        same_chunks = CpuViewBranch(branch, chunk=4, first_chunk=4)(images)
+    assert torch.equal(same_chunks, chunked)
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
 
 
-def test_training_on_cpu_takes_no_shortcut(monkeypatch):
-    """With gradients enabled (training, whatever the input) the general modules run, so
-    gradients and forward hooks are those of the network as written."""
-    from gml.backbones import insenet
+def test_the_cpu_trunk_leaves_the_network_as_written():
+    """cpu_trunk returns an eval-mode copy: the network keeps its mode, modules, hooks and
+    gradients (training takes no shortcut), and a user's backbone is copied unchanged."""
+    from gml.backbones.insenet import ViewBranch
+    from gml.backbones.insenet_cpu import CpuViewBranch
+    from gml.inference import cpu_trunk
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("an inference shortcut ran with gradients enabled")
-
-    monkeypatch.setattr(insenet.ViewBranch, "_trunk", refuse)
-    monkeypatch.setattr(insenet, "_max3", refuse)
     torch.manual_seed(0)
     net = InSENet("tiny").train()
+    fast = cpu_trunk(net)
+    assert not fast.training and isinstance(fast.branches[0], CpuViewBranch)
+    assert net.training and type(net.branches[0]) is ViewBranch
     hooked = []
     net.branches[0].trunk.register_forward_hook(lambda *args: hooked.append(True))
     x = torch.randn(2, 4, 2, 32, 20)  # features never require gradients; the weights do
     net(x).sum().backward()
     assert hooked and net.branches[0].trunk[1][0].weight.grad is not None
+    user = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU())
+    copied = cpu_trunk(user)
+    assert copied is not user and torch.equal(copied[0].weight, user[0].weight)

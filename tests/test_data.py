@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from gml.data.datamodule import GMLDataModule, assign_folds, collate, pad_frames
+from gml.data.datamodule import GMLDataModule, assign_folds, collate
 from gml.data.manifest import Manifest, ManifestError
+from gml.features.pair import pad_frames
 
 from .conftest import SHARED
 

@@ -4,6 +4,7 @@ CPU evaluation, batched windows, whole-excerpt scoring (timings: benchmarks/, no
 from __future__ import annotations
 
 import copy
+import threading
 
 import pytest
 import torch
@@ -12,7 +13,11 @@ from torch import nn
 import gml
 from gml.backbones import InSENet
 from gml.features import load_audio
+from gml.features.stream import AudioInfo
 from gml.inference import fold_batchnorm
+from gml.scoring.feeds import ThreadFeed
+from gml.scoring.prepared import PreparedPair
+from gml.scoring.threads import ThreadBudget
 
 from .conftest import write_pair
 
@@ -66,31 +71,19 @@ def test_fold_batchnorm_leaves_other_patterns():
     assert isinstance(fold_batchnorm(odd)[1], nn.BatchNorm1d)
 
 
-def test_chunked_and_channels_last_equal_plain(small_net):
-    """On CPU in eval mode the trunk runs 4 images at a time in channels-last format; the
-    result equals one NCHW pass over the whole batch."""
+def test_cpu_trunk_on_folded_batchnorm_equals_plain(small_net):
+    """The listener's CPU network (batch norm folded, then the CPU trunk: 4 images at a time
+    in channels-last format) equals one NCHW pass of the trained network over the whole
+    batch, and scoring windows one by one equals scoring them together."""
+    from gml.inference import cpu_trunk
+
     x = torch.rand(5, 4, 2, 32, 70) * 60  # 20 images: 5 chunks
-    plain = copy.deepcopy(small_net)
-    for m in plain.modules():
-        if hasattr(m, "cpu_channels_last"):
-            m.cpu_channels_last = False
+    fast = cpu_trunk(fold_batchnorm(small_net), in_place=True)
     with torch.no_grad():
-        ref, out = plain(x), small_net(x)
-        one_by_one = torch.cat([small_net(x[i : i + 1]) for i in range(len(x))])
+        ref, out = small_net(x), fast(x)
+        one_by_one = torch.cat([fast(x[i : i + 1]) for i in range(len(x))])
     assert torch.allclose(out, ref, rtol=1e-4, atol=1e-5)
     assert torch.allclose(one_by_one, out, rtol=1e-4, atol=1e-5)
-
-
-def test_training_is_not_chunked(small_net):
-    """In training mode batch norm needs the whole batch's statistics: chunking would change
-    them, so the trunk sees the batch at once (same output as the NCHW path)."""
-    net = copy.deepcopy(small_net).train()
-    plain = copy.deepcopy(net)
-    for m in plain.modules():
-        if hasattr(m, "cpu_channels_last"):
-            m.cpu_channels_last = False
-    x = torch.rand(3, 4, 2, 32, 40) * 60
-    assert torch.allclose(net(x), plain(x), rtol=1e-4, atol=1e-5)
 
 
 def test_whole_excerpt_is_one_pass_like_training(tiny_run, tmp_path):
@@ -146,61 +139,50 @@ def test_prefetching_worker_gives_the_same_predictions_in_order(tiny_run, tmp_pa
         on.predict(refs[:2] + [refs[2]], cods[:2] + [str(bad)])
 
 
+def _fake_pair() -> PreparedPair:
+    """A prepared pair for feeds driven by fakes (one window, no audio)."""
+    info = AudioInfo("x.wav", 48000, 2, 48000)
+    return PreparedPair([torch.zeros(4, 2, 3, 5)], [(0, 5)], info, info, 0)
+
+
 @pytest.mark.parametrize("threads", [3, 4])
-def test_prefetch_thread_and_model_share_the_callers_threads(
-    tiny_run, tmp_path, monkeypatch, threads
-):
-    """On CPU, while the prefetch thread prepares a pair, the model runs on the calling
-    thread's torch threads but the worker's (one, or half while the model has no prepared
-    pair waiting, as for the first pair); when the worker has nothing left to do, on all of
-    them; afterwards the caller's count is restored, also as torch's default for new
-    threads. The predictions are those without a worker."""
-    import threading
-
-    from gml.listener import Listener
-
-    pairs = [write_pair(tmp_path, seconds=1.0 + 0.5 * k, seed=k) for k in range(3)]
-    refs, cods = [str(r) for r, _ in pairs], [str(c) for _, c in pairs]
+def test_a_thread_feed_shares_the_callers_threads_with_the_model(threads):
+    """A ThreadFeed with a ThreadBudget, driven by a fake preparation and a fake model: while
+    the worker prepares a pair, the model's passes run on the calling thread's torch threads
+    but the worker's (half while no prepared pair waits, as for the first pair; else one);
+    when nothing is left to prepare, on all of them; the model's count changes no count of
+    the worker's; afterwards the caller's count is restored, also as torch's default for new
+    threads."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        lis = gml.load(tiny_run, device="cpu", prefetch=True, batch_size=1)
         entered, release = threading.Event(), threading.Event()
-        seen: list[int] = []
-        worker_threads: list[int] = []
-        real_windows, real_share, real_head = (
-            Listener._pair_windows,
-            Listener._share_threads,
-            Listener._head_params,
-        )
-
         caller = threading.current_thread()
+        worker_threads: list[int] = []
         kept: list[bool] = []
 
-        def windows(self, r, c):
-            if threading.current_thread() is not caller:
-                worker_threads.append(torch.get_num_threads())
-                if r == refs[1]:  # the worker is busy with the second pair...
-                    entered.set()
-                    assert release.wait(30)
-                    # ...and the model's count, set meanwhile, did not change the worker's
-                    kept.append(torch.get_num_threads() == worker_threads[-1])
-            return real_windows(self, r, c)
+        def prepare(reference: int, coded: int) -> PreparedPair:
+            assert threading.current_thread() is not caller
+            worker_threads.append(torch.get_num_threads())
+            if reference == 1:  # the worker is busy with the second pair...
+                entered.set()
+                assert release.wait(30)
+                # ...and the model's count, set meanwhile, did not change the worker's
+                kept.append(torch.get_num_threads() == worker_threads[-1])
+            return _fake_pair()
 
-        def share(self):
-            if not entered.is_set():  # ...when the first pair reaches the model
-                assert entered.wait(30)
-            real_share(self)
-
-        def head(self, module, net, x):
-            seen.append(torch.get_num_threads())
-            release.set()
-            return real_head(self, module, net, x)
-
-        monkeypatch.setattr(Listener, "_pair_windows", windows)
-        monkeypatch.setattr(Listener, "_share_threads", share)
-        monkeypatch.setattr(Listener, "_head_params", head)
-        frame = lis.predict(refs, cods)
+        feed = ThreadFeed(prepare, [0, 1, 2], [0, 1, 2], prefetch=True, budget=ThreadBudget())
+        seen: list[int] = []
+        try:
+            for chunk in feed:
+                for _ in chunk.pairs:  # the fake model: one pass a pair
+                    if not entered.is_set():  # ...when the first pair reaches the model
+                        assert entered.wait(30)
+                    feed.before_pass()
+                    seen.append(torch.get_num_threads())
+                    release.set()
+        finally:
+            feed.close()
         assert torch.get_num_threads() == threads
         half = threads // 2
         assert worker_threads[0] == half  # nothing prepared yet: the model waits
@@ -208,49 +190,69 @@ def test_prefetch_thread_and_model_share_the_callers_threads(
         assert seen[0] == threads - worker_threads[1]  # scored while the worker computes
         assert seen[-1] == threads  # the last pair: nothing left to prepare
         assert kept == [True]
+        assert not ThreadBudget.busy()
         new_thread: list[int] = []
         t = threading.Thread(target=lambda: new_thread.append(torch.get_num_threads()))
         t.start()
         t.join()
         assert new_thread == [threads]
-        monkeypatch.undo()
-        off = gml.load(tiny_run, device="cpu", prefetch=False).predict(refs, cods)
-        assert frame["mean"].tolist() == pytest.approx(off["mean"].tolist(), abs=1e-5)
     finally:
         torch.set_num_threads(before)
 
 
-def test_an_error_in_the_model_stops_the_prefetch_thread_and_restores_the_threads(
-    tiny_run, tmp_path, monkeypatch
-):
-    """When scoring fails (here the model), the prefetch thread is stopped and the caller's
-    torch threads are restored before the error reaches the caller, even while the caller
-    keeps the traceback; the next list shares the threads again."""
-    import threading
-
-    from gml import listener as listener_module
-    from gml.listener import Listener
-
+def test_prefetching_gives_the_predictions_of_scoring_in_turn(tiny_run, tmp_path):
+    """A listener whose prefetch thread prepares the next pairs (sharing the threads) scores
+    them as one that prepares them in turn, and leaves the caller's thread count as it was."""
     pairs = [write_pair(tmp_path, seconds=1.0 + 0.5 * k, seed=k) for k in range(3)]
     refs, cods = [str(r) for r, _ in pairs], [str(c) for _, c in pairs]
     before = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
-        lis = gml.load(tiny_run, device="cpu", prefetch=True)
+        on = gml.load(tiny_run, device="cpu", prefetch=True, batch_size=1).predict(refs, cods)
+        assert torch.get_num_threads() == 3 and not ThreadBudget.busy()
+        off = gml.load(tiny_run, device="cpu", prefetch=False).predict(refs, cods)
+        assert on["mean"].tolist() == pytest.approx(off["mean"].tolist(), abs=1e-5)
+    finally:
+        torch.set_num_threads(before)
 
-        def broken(self, module, net, x):
-            raise RuntimeError("model failed")
 
-        monkeypatch.setattr(Listener, "_head_params", broken)
+def test_an_error_in_the_model_stops_the_prefetch_thread_and_restores_the_threads():
+    """When scoring fails (here the fake model), closing the feed stops the prefetch thread
+    and restores the caller's torch threads, even while the caller keeps the traceback; the
+    next feed shares the threads again. An error in preparing a pair reaches the caller in
+    order: after the chunks of the pairs before it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        feed = ThreadFeed(lambda r, c: _fake_pair(), [0, 1, 2], [0, 1, 2], budget=ThreadBudget())
         with pytest.raises(RuntimeError, match="model failed") as kept_traceback:
-            lis.predict(refs, cods)
+            try:
+                for _ in feed:
+                    feed.before_pass()
+                    raise RuntimeError("model failed")
+            finally:
+                feed.close()
         assert kept_traceback.value is not None
         assert torch.get_num_threads() == 3
         assert not any(t.name == "gml-prefetch" for t in threading.enumerate())
-        assert getattr(lis._thread_share, "value", None) is None
-        assert not listener_module._SHARING.locked()
-        monkeypatch.undo()
-        assert len(lis.predict(refs, cods)) == 3 and torch.get_num_threads() == 3
+        assert not ThreadBudget.busy()
+
+        def prepare(reference: int, coded: int) -> PreparedPair:
+            if reference == 2:
+                raise ValueError("bad file 2")
+            return _fake_pair()
+
+        pairs = [0, 1, 2, 3]
+        again = ThreadFeed(prepare, pairs, pairs, chunk_pairs=1, budget=ThreadBudget())
+        scored: list[int] = []
+        with pytest.raises(ValueError, match="bad file 2"):
+            try:
+                for chunk in again:
+                    assert ThreadBudget.busy()  # sharing again
+                    scored += chunk.indices
+            finally:
+                again.close()
+        assert scored == [0, 1] and torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
 
@@ -290,10 +292,8 @@ def test_bf16_listener_stays_close_to_float32(tiny_run, tmp_path):
     b = lis.predict(refs, cods)
     assert (a["mean"] - b["mean"]).abs().max() < 0.5
     assert (a["std"] - b["std"]).abs().max() < 0.5
-    x = torch.rand(1, 4, 2, 32, 60) * 60
-    with torch.no_grad():
-        params = lis._head_params(lis.module, lis._backbones[0], x)
-    assert params.dtype == torch.float32
+    params = lis.head_parameters([torch.rand(4, 2, 32, 60) * 60])
+    assert params.dtype == torch.float32 and params.shape[:2] == (1, 1)
 
 
 @pytest.mark.parametrize(
@@ -304,38 +304,42 @@ def test_chunk_statistics_equal_each_pairs_own_mixture(heads):
     """The statistics computed for a whole chunk at once (segment sums, one bisection)
     equal those of each pair's own mixture object over its windows, for one model and an
     ensemble, for pairs of one and of several windows."""
-    from gml.features.stream import AudioInfo
     from gml.heads import get_head
-    from gml.listener import QUANTILES, Listener, quantiles
     from gml.module import GMLModule
+    from gml.scoring.statistics import (
+        FIGURES,
+        QUANTILES,
+        excerpt_distribution,
+        mixture_figures,
+        quantiles,
+    )
 
     torch.manual_seed(0)
     members = [
         GMLModule(backbone=InSENet("tiny"), head=get_head(h), spread_factor=1.0 + 0.3 * k)
         for k, h in enumerate(heads)
     ]
-    lis = Listener(members if len(members) > 1 else members[0], device="cpu")
+    spreads = [m.spread_distribution for m in members]
     width = members[0].head.proj.out_features
     params = [torch.randn(w, len(members), width) for w in (1, 3, 1, 5)]
-    info = AudioInfo("x.wav", 48000, 2, 96000)
-    prepared = [(None, [(0, 10)] * len(p), info, info, 0) for p in params]
-    preds = lis._predictions(params, prepared, 20, per_window=False, keep_distribution=True)
-    for p, pred in zip(params, preds):
-        dist = lis._distribution(p)
+    flat = torch.cat(params)
+    comps = [m.spread_distribution(flat[:, k]) for k, m in enumerate(members)]
+    figures = dict(zip(FIGURES, mixture_figures(comps, [len(p) for p in params]).tolist()))
+    for i, p in enumerate(params):
+        dist = excerpt_distribution(spreads, p)
         std = float(getattr(dist, "listener_stddev", dist.stddev))
-        assert pred.mean == pytest.approx(float(dist.mean.clamp(0, 100)), abs=1e-4)
-        assert pred.std == pytest.approx(std, rel=1e-4, abs=1e-4)
+        assert figures["mean"][i] == pytest.approx(float(dist.mean), abs=1e-4)
+        assert figures["std"][i] == pytest.approx(std, rel=1e-4, abs=1e-4)
         if len(members) > 1:
-            assert pred.model_std == pytest.approx(float(dist.model_stddev), abs=1e-4)
+            assert figures["model_std"][i] == pytest.approx(float(dist.model_stddev), abs=1e-4)
         # against float64 parameters: where a mixture's CDF is nearly flat (between two
         # members' modes), float32 rounding of a CDF moves a quantile by up to ~0.005 points
-        q = quantiles(lis._distribution(p.double())).clamp(0, 100)
-        got = [getattr(pred, f"q{round(x * 100):02d}") for x in QUANTILES]
+        q = quantiles(excerpt_distribution(spreads, p.double())).clamp(0, 100)
+        got = [min(100.0, max(0.0, figures[f"q{round(x * 100):02d}"][i])) for x in QUANTILES]
         assert got == pytest.approx(q.tolist(), abs=2e-3)
         below = torch.nextafter(torch.tensor(0.0), torch.tensor(-1.0))
         p_out = float(dist.cdf(below) + 1 - dist.cdf(torch.tensor(100.0)))
-        assert pred.p_outside == pytest.approx(p_out, abs=1e-5)
-        assert pred.distribution is not None
+        assert figures["p_outside"][i] == pytest.approx(p_out, abs=1e-5)
 
 
 def test_worker_processes_give_the_same_predictions(tiny_run, tmp_path):
@@ -391,13 +395,13 @@ def test_a_batch_too_large_for_one_frontend_pass_gives_the_same_pairs(tiny_run, 
     ds = PairAudio([str(r) for r, _ in pairs], [str(c) for _, c in pairs], 48000, 0.08)
     batch = collate_pairs([ds[i] for i in range(len(ds))])
     lis = gml.load(tiny_run, device="cpu", window_seconds=1.0)
-    whole = lis._batch_windows(batch)  # 5 pairs of 2-3.5 s: one pass (budget 160 s)
-    assert all(len(windows) > 1 for windows, *_ in whole)
+    whole = lis.preparer().batch(batch)  # 5 pairs of 2-3.5 s: one pass (budget 160 s)
+    assert all(len(pair.windows) > 1 for pair in whole)
     lis.batch_size = 1  # budget 20 s: groups of a few signals
-    grouped = lis._batch_windows(batch)
+    grouped = lis.preparer().batch(batch)
     for a, b in zip(whole, grouped):
-        assert a[1] == b[1]  # the same spans
-        for wa, wb in zip(a[0], b[0]):
+        assert a.spans == b.spans
+        for wa, wb in zip(a.windows, b.windows):
             assert torch.equal(wa, wb)
 
 
@@ -458,3 +462,43 @@ def test_gpu_listener_equals_cpu(tiny_run, tmp_path):
     assert gpu["mean"].tolist() == pytest.approx(windowed["mean"].tolist(), abs=1e-3)
     bf16 = gml.load(tiny_run, device="cuda", bf16=True).predict(refs, cods)
     assert (bf16["mean"] - gpu_whole["mean"]).abs().max() < 0.5
+
+
+def test_validation_and_test_on_cpu_use_the_cpu_trunk(tiny_run):
+    """With CpuInferenceTrunk, validation and test epochs on CPU run the inference copy of the
+    backbone (folded batch norm, CPU trunk) with the same results to float rounding, and the
+    trained backbone is back in place after each epoch."""
+    from lightning.pytorch import Callback, Trainer
+
+    from gml.backbones.insenet_cpu import CpuViewBranch
+    from gml.checkpoint import build_datamodule, load_module
+    from gml.cpu_inference import CpuInferenceTrunk
+
+    seen: list[bool] = []
+
+    class Spy(Callback):
+        def on_validation_batch_start(self, trainer, pl_module, *args):
+            seen.append(any(isinstance(m, CpuViewBranch) for m in pl_module.modules()))
+
+    def validate(*callbacks):
+        model = load_module(tiny_run / "best.ckpt")
+        trained = model.backbone
+        dm = build_datamodule(tiny_run / "best.ckpt", frontend=model.frontend, progress=False)
+        trainer = Trainer(
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[*callbacks, Spy()],
+        )
+        out = trainer.validate(model, datamodule=dm, verbose=False)[0]
+        assert model.backbone is trained
+        return out
+
+    plain = validate()
+    assert seen and not any(seen)
+    seen.clear()
+    fast = validate(CpuInferenceTrunk())
+    assert seen and all(seen)
+    assert fast["val/loss"] == pytest.approx(plain["val/loss"], rel=1e-5, abs=1e-5)

@@ -45,10 +45,12 @@ FLOORS = {
     "gml.data": 2,
     "gml.module": 3,
     "gml.checkpoint": 4,
+    "gml.checkpoint_file": 4,
     # scoring and evaluation
     "gml.listener": 5,
     "gml.inference": 5,
     "gml.scoring": 5,
+    "gml.cpu_inference": 5,
     "gml.evaluation": 5,
     "gml.ensemble": 5,
     "gml.calibration": 5,
@@ -175,28 +177,13 @@ def violations(name: str, source: str, modules: dict[str, Path] = MODULES) -> li
     return found
 
 
-# Known violations, being fixed on another branch (issue 21 steps 1-3); strict, so the marks
-# must go once they are fixed.
-KNOWN = {
-    "gml.listener": "pad_frames from gml.data.datamodule; gml.data.cache._progress",
-    "gml.features.delay": "values_on from gml.inference (up); gml.features.stream._open",
-    "gml.data.pair_audio": "values_on from gml.inference (up)",
-}
-
-
-def _case(name: str):
-    if name in KNOWN:
-        return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN[name]))
-    return name
-
-
 def test_every_module_has_a_floor():
     assert MODULES and all(floor(m) is not None for m in MODULES), [
         m for m in MODULES if floor(m) is None
     ]
 
 
-@pytest.mark.parametrize("name", [_case(m) for m in MODULES])
+@pytest.mark.parametrize("name", [(m) for m in MODULES])
 def test_imports_go_down(name):
     assert violations(name, MODULES[name].read_text(encoding="utf-8")) == []
 

@@ -66,44 +66,9 @@ class SqueezeExcitation(nn.Module):
         return torch.sigmoid(self.fc(x.mean(dim=(2, 3))))
 
 
-#: Inference on CPU takes exact shortcuts (:class:`MaxPool3x3`, :meth:`ViewBranch._trunk`);
-#: False runs the general kernels instead (for benchmarks and debugging: the same values, to
-#: float rounding).
-CPU_INFERENCE_SHORTCUTS = True
-
-
-def _no_grad_on_cpu(x: Tensor) -> bool:
-    """Inference on CPU (gradients disabled: ``torch.no_grad`` or ``torch.inference_mode``):
-    where the exact shortcuts replace the general kernels. Whether ``x`` requires a gradient
-    is not enough: the features do not, while the weights they meet do."""
-    return CPU_INFERENCE_SHORTCUTS and x.device.type == "cpu" and not torch.is_grad_enabled()
-
-
-def _max3(x: Tensor, dim: int) -> Tensor:
-    """The maximum over 3 neighbours along ``dim`` (the border's missing neighbour ignored):
-    ``max(x[j-1], x[j], x[j+1])`` as the maximum of two neighbouring pair maxima."""
-    n = x.shape[dim]
-    if n == 1:
-        return x
-    pairs = torch.maximum(x.narrow(dim, 0, n - 1), x.narrow(dim, 1, n - 1))  # j, j+1
-    out = torch.empty_like(x)
-    if n > 2:
-        torch.maximum(
-            pairs.narrow(dim, 0, n - 2), pairs.narrow(dim, 1, n - 2), out=out.narrow(dim, 1, n - 2)
-        )
-    out.narrow(dim, 0, 1).copy_(pairs.narrow(dim, 0, 1))
-    out.narrow(dim, n - 1, 1).copy_(pairs.narrow(dim, n - 2, 1))
-    return out
-
-
 class MaxPool3x3(nn.MaxPool2d):
-    """3×3 max-pooling, stride 1, padding 1 (the Inception pool path).
-
-    On CPU without gradients it is computed as two separable 3-wide maxima: the same values
-    (a maximum is exact, and the padding never wins), 1.2–3x faster than the pooling kernel
-    in the measurements here (that kernel also writes an int64 index per output). Elsewhere
-    it is ``nn.MaxPool2d``, whose gradient goes to one maximum where torch.maximum would
-    split it between equal ones.
+    """3×3 max-pooling, stride 1, padding 1 (the Inception pool path; for inference on CPU,
+    :func:`gml.inference.cpu_trunk` computes it as two separable 3-wide maxima).
 
     Shape:
         x: ``[N, C, F, T]`` → same shape.
@@ -111,11 +76,6 @@ class MaxPool3x3(nn.MaxPool2d):
 
     def __init__(self) -> None:
         super().__init__(3, stride=1, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if _no_grad_on_cpu(x):
-            return _max3(_max3(x, 3), 2)
-        return super().forward(x)
 
 
 def _pair(stride: int | Sequence[int]) -> tuple[int, int]:
@@ -174,32 +134,13 @@ class InceptionSE(nn.Module):
 class ViewBranch(nn.Module):
     """Convolutional trunk for one view: stem, Inception-SE blocks with 2×2 pooling between.
 
+    For inference on CPU, :func:`gml.inference.cpu_trunk` returns a copy that computes the
+    same function with less work (:class:`~gml.backbones.insenet_cpu.CpuViewBranch`).
+
     Shape:
         x: ``[N, 3, F, T]`` (reference, coded, difference) → ``[N, 2·C_last, F / 2^k]`` after
         pooling over time with mean and max (so any ``T`` works).
     """
-
-    #: On CPU in eval mode, images pass the trunk this many at a time (4: one pair's views).
-    #: Larger groups were measured slower per image: the first blocks' activations
-    #: (64 channels × 32 bands × 500 frames per image) fall out of the caches and are mapped
-    #: afresh (benchmarks/model_forward.py: batch 8 unchunked took 35,000 page faults a pair,
-    #: chunked none), so batching windows would cost more per window than scoring them one by
-    #: one. Chunking is exact in eval mode (batch norm uses its running statistics) and
-    #: skipped where batch norm uses the batch's statistics, which must see the whole batch.
-    cpu_eval_chunk: int = 4
-    #: On CPU in eval mode without gradients, the stem and the first Inception block (with its
-    #: pooling) take the images this many at a time (within each chunk of
-    #: :attr:`cpu_eval_chunk` when computing channels-last). They work at full resolution
-    #: (64 channels × 32 bands × 500 frames: 4 MB an image for 10 s). Four at a time,
-    #: glibc's malloc handed their 16 MB temporaries back to the kernel after each pass, and
-    #: in a fresh process a 10 s pair then page-faulted about 20,000 times (80 MB, 50 ms of
-    #: kernel time); one at a time, the memory is reused, and the paper model took 16-26 %
-    #: less time (docs/performance.md). The same values to float rounding (convolutions and
-    #: sums may group differently for another batch size).
-    cpu_eval_first_chunk: int = 1
-    #: Compute in channels-last memory format on CPU (see :meth:`forward`); a switch for
-    #: benchmarks and debugging, the values do not depend on it.
-    cpu_channels_last: bool = True
 
     def __init__(
         self,
@@ -218,63 +159,20 @@ class ViewBranch(nn.Module):
         self.trunk = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.device.type == "cpu" and self.cpu_channels_last:
-            # oneDNN's convolutions and max-pooling are 2x (pooling >10x) faster on channels-
-            # last tensors on CPU (benchmarks/model_forward.py); the values are the same
+        if x.device.type == "cpu":
+            # oneDNN's convolutions and pooling are much faster on channels-last tensors on
+            # CPU, in training too; the values are the same (a memory layout, not a shortcut)
             x = x.contiguous(memory_format=torch.channels_last)
-            if x.shape[0] > self.cpu_eval_chunk and not self._batch_statistics():
-                return torch.cat([self._pooled(c) for c in x.split(self.cpu_eval_chunk)])
-        return self._pooled(x)
+        return time_pooled(self.trunk(x))
 
-    def _batch_statistics(self) -> bool:
-        """Whether a batch norm of the trunk normalises with the batch's own statistics (in
-        training mode, or without running statistics): then the images must not be split
-        into chunks, which would change those statistics."""
-        return any(
-            isinstance(m, nn.modules.batchnorm._BatchNorm)
-            and (m.training or m.running_mean is None)
-            for m in self.trunk.modules()
-        )
 
-    def _pooled(self, x: Tensor) -> Tensor:
-        y = self._trunk(x) if _no_grad_on_cpu(x) else self.trunk(x)
-        return torch.cat([y.mean(dim=3), y.amax(dim=3)], dim=1)
+def time_pooled(y: Tensor) -> Tensor:
+    """Per band, the mean and the maximum over time, concatenated along channels.
 
-    def _trunk(self, x: Tensor) -> Tensor:
-        """:attr:`trunk` with each block's squeeze-excitation weights applied after the 2×2
-        pooling that follows it, on a quarter of the values: the same result, since a
-        max-pool commutes with multiplying each channel by a weight > 0 (rounding is
-        monotone, so even the float products agree). In eval mode the stem and first block
-        take the images :attr:`cpu_eval_first_chunk` at a time (the same to float
-        rounding)."""
-        layers = list(self.trunk)
-        first = next(
-            (i + 2 for i, layer in enumerate(layers) if type(layer) is InceptionSE), len(layers)
-        )
-        if x.shape[0] > self.cpu_eval_first_chunk and not self._batch_statistics():
-            x = torch.cat(
-                [self._run(layers[:first], c) for c in x.split(self.cpu_eval_first_chunk)]
-            )
-        else:
-            x = self._run(layers[:first], x)
-        return self._run(layers[first:], x)
-
-    @staticmethod
-    def _run(layers: Sequence[nn.Module], x: Tensor) -> Tensor:
-        """``layers`` in turn, each Inception block's squeeze-excitation after the 2×2 pooling
-        that follows it (:meth:`_trunk`)."""
-        i = 0
-        while i < len(layers):
-            layer = layers[i]
-            pool = layers[i + 1] if i + 1 < len(layers) else None
-            if type(layer) is InceptionSE and type(pool) is nn.MaxPool2d:
-                y = layer.paths(x)
-                x = pool(y) * layer.se.weights(y)[:, :, None, None]
-                i += 2
-            else:
-                x = layer(x)
-                i += 1
-        return x
+    Shape:
+        y: ``[N, C, F, T]`` → ``[N, 2·C, F]``.
+    """
+    return torch.cat([y.mean(dim=3), y.amax(dim=3)], dim=1)
 
 
 class InSENet(nn.Module):

@@ -114,7 +114,7 @@ def main(argv: list[str]) -> None:
         )
         panels = None
         if args.simulate:
-            from gml.listener import Panels, simulate_panels
+            from gml.scoring.statistics import Panels, simulate_panels
 
             panels = Panels(
                 simulate_panels(pred.distribution, args.listeners, args.simulate, args.seed)
@@ -240,7 +240,7 @@ def add_simulation(frame: pd.DataFrame, args) -> pd.DataFrame:
     import numpy as np
     import pandas as pd
 
-    from gml.listener import Panels, simulate_panels
+    from gml.scoring.statistics import Panels, simulate_panels
 
     rows = []
     for k, dist in enumerate(frame["distribution"]):

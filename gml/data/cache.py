@@ -243,3 +243,8 @@ def _progress(total: int, desc: str, enabled: bool):
     except ImportError:  # tqdm comes with lightning; stay silent without it
         return _NoBar()
     return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, dynamic_ncols=True)
+
+
+#: A progress bar over ``total`` files on stderr (a no-op when not ``enabled``), for the
+#: commands and the listener.
+progress = _progress

@@ -20,6 +20,14 @@ from gml.data.cache import FeatureCache
 from gml.data.manifest import Manifest, ManifestError
 from gml.data.paths import default_cache_dir
 from gml.features import AudioError, GammatoneFrontend
+from gml.features.pair import (
+    MAX_LENGTH_DIFFERENCE,
+    delay_skips,
+    describe_difference,
+    length_difference,
+    pad_frames,
+    stack_pair,
+)
 from gml.stats import STIMULUS_KEY
 
 BUILTIN_DEMO = "builtin:demo"
@@ -44,15 +52,6 @@ def assign_folds(keys: pd.DataFrame, num_folds: int, seed: int) -> np.ndarray:
     return folds
 
 
-def pad_frames(x: Tensor, length: int) -> Tensor:
-    """Zero-pad the last (frame) dimension on both sides to ``length`` (silence is 0 in the
-    frontend's output, so this equals zero-padding the audio on both sides)."""
-    extra = length - x.shape[-1]
-    if extra <= 0:
-        return x
-    return torch.nn.functional.pad(x, (extra // 2, extra - extra // 2))
-
-
 @dataclass
 class _Stimuli:
     """Per-stimulus arrays shared by the datasets."""
@@ -64,15 +63,13 @@ class _Stimuli:
     def items(self, i: int) -> tuple[tuple[str, int], tuple[str, int]]:
         """Feature items of stimulus ``i``: the delay is dropped from the later signal."""
         row = self.table.iloc[i]
-        d = int(row["delay_samples"])
-        return (row["reference"], max(0, -d)), (row["coded"], max(0, d))
+        ref_skip, cod_skip = delay_skips(int(row["delay_samples"]))
+        return (row["reference"], ref_skip), (row["coded"], cod_skip)
 
     def pair(self, i: int) -> Tensor:
         """``[4, 2, bands, T]`` reference/coded pair of stimulus ``i``."""
         ref_item, cod_item = self.items(i)
-        ref, cod = self.features[ref_item], self.features[cod_item]
-        t = max(ref.shape[-1], cod.shape[-1])
-        return torch.stack([pad_frames(ref, t), pad_frames(cod, t)], dim=1)
+        return stack_pair(self.features[ref_item], self.features[cod_item])
 
 
 class EpochShuffle(Sampler):
@@ -407,7 +404,7 @@ class GMLDataModule(L.LightningDataModule):
         self.test_sets = sorted(table.loc[self.partition == "test", "test"].unique())
 
     #: Warn when a stimulus's aligned reference and coded signals differ by more than this.
-    max_length_difference: float = 1.0
+    max_length_difference: float = MAX_LENGTH_DIFFERENCE
 
     def _warn_length_mismatches(self, stimuli: _Stimuli) -> None:
         """One warning naming the first stimulus (and both files) whose aligned signals differ
@@ -420,9 +417,12 @@ class GMLDataModule(L.LightningDataModule):
         bad = []
         for i in range(len(stimuli.table)):
             ref_item, cod_item = stimuli.items(i)
-            diff = (
-                stimuli.features[cod_item].shape[-1] - stimuli.features[ref_item].shape[-1]
-            ) * hop
+            # the features are of the aligned signals: no delay left to remove
+            diff = length_difference(
+                stimuli.features[ref_item].shape[-1] * hop,
+                stimuli.features[cod_item].shape[-1] * hop,
+                0.0,
+            )
             if abs(diff) > self.max_length_difference:
                 bad.append((i, diff))
         if bad:
@@ -431,7 +431,7 @@ class GMLDataModule(L.LightningDataModule):
             warnings.warn(
                 f"{len(bad)} stimuli whose coded and reference lengths differ by more than "
                 f"{self.max_length_difference:g} s after delay removal, e.g. {row['coded']} is "
-                f"{abs(diff):.2f} s {'longer' if diff > 0 else 'shorter'} than {row['reference']}; "
+                f"{describe_difference(diff)} than {row['reference']}; "
                 "the shorter one is zero-padded on both sides",
                 GMLWarning,
                 stacklevel=2,

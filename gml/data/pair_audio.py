@@ -6,8 +6,8 @@ A :class:`PairFeed` spreads the reading over worker processes, kept from one lis
 to the next, and leaves the rest to the device: each item is one pair's audio as stored
 (16-bit files at the frontend's rate as integers, others decoded and resampled to float32),
 packed per batch into shared memory and page-locked by a few threads (so the copy to the GPU
-runs asynchronously, in one transfer). The main process (:meth:`gml.listener.Listener.
-_batch_windows`) turns the integers into floats in one pass (:func:`device_samples`), cuts
+runs asynchronously, in one transfer). The main process
+(:meth:`gml.scoring.prepare.PairPreparer.batch`) turns the integers into floats in one pass (:func:`device_samples`), cuts
 the signals into a zero-padded batch with one gather (:func:`gather_signals`), searches the
 codec delays of the whole batch at once (:func:`gml.features.delay.delays_of_heads_torch`)
 and runs the frontend on the batch. Batches hold pairs of similar length (sorted by file
@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from gml.features.audio import check_duration, conform_audio, read_audio
+from gml.features.device import values_on
 from gml.features.stream import AudioInfo
 
 __all__ = [
@@ -281,8 +282,6 @@ def gather_signals(
         samples: ``[N]``; returns ``[len(layouts), 2, width]``: row ``s`` holds samples
         ``skips[s] ..`` of signal ``s``, zero after its end.
     """
-    from gml.inference import values_on
-
     device = samples.device
     rows = values_on(
         device,

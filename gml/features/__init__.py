@@ -1,11 +1,12 @@
 """Audio input and the gammatone frontend (features know nothing of data or model)."""
 
-from gml.features.audio import AudioError, load_audio, pad_pair
+from gml.features.audio import AudioError, load_audio
 from gml.features.gammatone import (
     GammatoneFrontend,
     erb_center_frequencies,
     gammatone_power_response,
 )
+from gml.features.pair import pad_pair
 from gml.features.stream import (
     AudioInfo,
     AudioSource,

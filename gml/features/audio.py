@@ -11,11 +11,10 @@ import os
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from gml.errors import GMLError
 
-__all__ = ["AudioError", "conform_audio", "load_audio", "pad_pair", "read_audio"]
+__all__ = ["AudioError", "conform_audio", "load_audio", "read_audio"]
 
 
 class AudioError(GMLError, ValueError):
@@ -101,6 +100,9 @@ def conform_audio(data: np.ndarray, file_rate: int, sample_rate: int = 48000) ->
     audio = data.T  # [channels, n]
     if file_rate != sample_rate:
         up, down = resample_factors(int(file_rate), sample_rate)
+        # scipy.signal takes a noticeable part of start-up, and most files need no resampling
+        from scipy.signal import resample_poly
+
         audio = resample_poly(audio.astype(np.float64), up, down, axis=-1)
     if audio.shape[0] == 1:
         audio = np.concatenate([audio, audio], axis=0)
@@ -161,32 +163,3 @@ def resample_factors(file_rate: int, sample_rate: int) -> tuple[int, int]:
     ``sample_rate``: the fraction ``sample_rate / file_rate`` reduced by the gcd."""
     g = math.gcd(file_rate, sample_rate)
     return sample_rate // g, file_rate // g
-
-
-def pad_pair(ref: np.ndarray, coded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-pad the shorter of two signals on both sides to the length of the longer.
-
-    The missing ``d`` samples are split as ``d // 2`` before and ``d - d // 2`` after (the odd
-    sample goes at the end). The longer (or equal-length) signal is returned unchanged.
-
-    Args:
-        ref: Reference signal, time on the last axis.
-        coded: Coded signal, time on the last axis; leading axes must match ``ref``'s.
-
-    Returns:
-        ``(ref, coded)`` with equal length; dtypes are preserved.
-
-    Shape:
-        - ref: ``[..., n_ref]``, coded: ``[..., n_coded]``.
-        - Output: both ``[..., max(n_ref, n_coded)]``.
-    """
-    n = max(ref.shape[-1], coded.shape[-1])
-
-    def _pad(x: np.ndarray) -> np.ndarray:
-        d = n - x.shape[-1]
-        if d == 0:
-            return x
-        widths = [(0, 0)] * (x.ndim - 1) + [(d // 2, d - d // 2)]
-        return np.pad(x, widths)
-
-    return _pad(ref), _pad(coded)

@@ -19,20 +19,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy import fft as sp_fft
-from scipy.signal import resample_poly
 
 from gml.features.audio import check_finite, resample_factors
-from gml.features.stream import AudioSource, _open
+from gml.features.device import values_on
+from gml.features.stream import AudioSource, open_source
 
 __all__ = [
     "Delay",
     "delay_of_mono",
-    "delay_of_mono_torch",
     "delays_of_heads_torch",
-    "delays_of_mono_torch",
     "estimate_delay",
     "mono_head",
-    "read_head",
 ]
 
 
@@ -64,20 +61,9 @@ class Delay:
         return self.samples / self.sample_rate
 
 
-def read_head(source: AudioSource, seconds: float, rate: int | None = None) -> np.ndarray:
-    """The first ``seconds`` of a source as a mono downmix (float32), at ``rate`` or, when
-    ``rate`` is None, at the source's own rate.
-
-    Shape:
-        returns ``[n]``.
-    """
-    mono, file_rate = _read_mono(source, seconds)
-    return _at_rate(mono, file_rate, rate)
-
-
 def _read_mono(source: AudioSource, seconds: float) -> tuple[np.ndarray, int]:
     """The first ``seconds`` of a source as a float32 mono downmix at its own rate."""
-    with _open(source) as reader:
+    with open_source(source) as reader:
         file_rate = reader.info.sample_rate
         want = max(1, math.ceil(seconds * file_rate))
         parts, got = [], 0
@@ -116,6 +102,9 @@ def _at_rate(mono: np.ndarray, file_rate: int, rate: int | None) -> np.ndarray:
     if rate is None or file_rate == rate:
         return mono
     up, down = resample_factors(file_rate, rate)
+    # scipy.signal takes a noticeable part of start-up, and most files need no resampling
+    from scipy.signal import resample_poly
+
     return resample_poly(mono, up, down).astype(np.float32, copy=False)
 
 
@@ -236,60 +225,6 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.einsum("i,i->", a, b))
 
 
-def delay_of_mono_torch(
-    ref: torch.Tensor,
-    cod: torch.Tensor,
-    sample_rate: int = 48000,
-    max_delay_seconds: float = MAX_DELAY_SECONDS,
-    search_rate: int = 8000,
-    min_correlation: float = 0.3,
-) -> Delay:
-    """:func:`delay_of_mono` for two mono heads at ``sample_rate`` itself, as tensors on any
-    device (one pair of :func:`delays_of_mono_torch`).
-
-    Shape:
-        ref, cod: ``[n]`` and ``[m]`` float32 (:func:`mono_head`), on one device.
-    """
-    return delays_of_mono_torch(
-        [(ref, cod)], sample_rate, max_delay_seconds, search_rate, min_correlation
-    )[0]
-
-
-def delays_of_mono_torch(
-    pairs: list[tuple[torch.Tensor, torch.Tensor]],
-    sample_rate: int = 48000,
-    max_delay_seconds: float = MAX_DELAY_SECONDS,
-    search_rate: int = 8000,
-    min_correlation: float = 0.3,
-) -> list[Delay]:
-    """:func:`delay_of_mono` for a list of pairs of mono heads at ``sample_rate`` itself, as
-    tensors on any device: zero-padded into one batch for :func:`delays_of_heads_torch`.
-
-    Shape:
-        pairs: each ``([n], [m])`` float32 (:func:`mono_head`), all on one device.
-    """
-    if not pairs:
-        return []
-    heads = []
-    for side in (0, 1):
-        rows = [pair[side] for pair in pairs]
-        batch = rows[0].new_zeros(len(rows), max(len(r) for r in rows))
-        for b, r in enumerate(rows):
-            batch[b, : len(r)] = r
-        heads.append((batch, [len(r) for r in rows]))
-    (ref, ref_lengths), (cod, cod_lengths) = heads
-    return delays_of_heads_torch(
-        ref,
-        ref_lengths,
-        cod,
-        cod_lengths,
-        sample_rate,
-        max_delay_seconds,
-        search_rate,
-        min_correlation,
-    )
-
-
 def delays_of_heads_torch(
     ref: torch.Tensor,
     ref_lengths: list[int],
@@ -327,7 +262,6 @@ def delays_of_heads_torch(
     factor = max(1, round(sample_rate / search_rate))
     coarse_rate = sample_rate / factor
     max_lag = int(round(max_delay_seconds * coarse_rate))
-    from gml.inference import values_on
 
     lengths = values_on(device, [*ref_lengths, *cod_lengths], torch.float64)
     ref_len, cod_len = lengths[:batch], lengths[batch:]

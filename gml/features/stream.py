@@ -31,7 +31,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 import soundfile as sf
 import torch
-from scipy.signal import resample_poly
 
 from gml.features.audio import (
     AudioError,
@@ -50,6 +49,7 @@ __all__ = [
     "DecodedFile",
     "audio_info",
     "decode_short_file",
+    "open_source",
     "streamed_spectrogram",
 ]
 
@@ -129,7 +129,7 @@ def audio_info(source: AudioSource) -> AudioInfo:
             channels, empty), or an array of another shape or an integer dtype; the message
             starts with the path (``"<array>"`` for arrays) and says what was expected.
     """
-    reader = _open(source)
+    reader = open_source(source)
     reader.close()
     return reader.info
 
@@ -206,7 +206,7 @@ def streamed_spectrogram(
     if not (math.isfinite(block_seconds) and block_seconds > 0):
         raise ValueError(f"block_seconds must be a positive number, got {block_seconds!r}")
     target_rate = int(frontend.settings()["sample_rate"])
-    with _open(source) as reader:
+    with open_source(source) as reader:
         rate, channels = reader.info.sample_rate, reader.info.channels
         block_len = max(1, round(block_seconds * rate))
         resampler = (
@@ -354,7 +354,9 @@ class _DecodedReader(_Reader):
             yield self._samples[:, start : start + block_len]
 
 
-def _open(source: AudioSource) -> _Reader:
+def open_source(source: AudioSource) -> _Reader:
+    """A reader of ``source`` (a path, a ``(samples, rate)`` tuple or a :class:`DecodedFile`),
+    for a ``with`` block."""
     if isinstance(source, DecodedFile):
         return _DecodedReader(source)
     if isinstance(source, tuple):
@@ -413,6 +415,9 @@ class _BlockResampler:
     def _resample(self, seg_end: int, first: int, last: int | None) -> np.ndarray:
         """Outputs for the inputs ``[first, last)`` from the buffered segment up to ``seg_end``."""
         segment = self.buffer[:, : seg_end - self.start].astype(np.float64)  # as load_audio
+        # scipy.signal takes a noticeable part of start-up, and most files need no resampling
+        from scipy.signal import resample_poly
+
         y = resample_poly(segment, self.up, self.down, axis=-1)
         offset = self.start * self.up // self.down
         lo = first * self.up // self.down - offset
