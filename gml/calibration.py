@@ -4,10 +4,10 @@ A model's predicted spread can be systematically too wide or too narrow on items
 seen (it absorbs its own error, or overfits). One factor ``c`` on the spread, fitted on the
 validation stimuli of the model's own training run, corrects that without retraining:
 
+* ``method="ci"`` (the default): the least-squares ``c`` between predicted and subjective
+  95 % CI half-widths of the validation stimuli (targets the CI columns directly);
 * ``method="nll"``: the ``c`` that minimises the NLL of the individual validation scores
-  (a likelihood: right by construction for the distribution of individual ratings);
-* ``method="ci"``: the least-squares ``c`` between predicted and subjective 95 % CI
-  half-widths of the validation stimuli (targets the CI columns directly).
+  (a likelihood of the individual ratings).
 
 Both are fitted and reported; the chosen one is stored in a new checkpoint as
 ``model.spread_factor`` (so every later use — ``gml test``, ``gml predict``, ``gml.load`` —
@@ -136,7 +136,7 @@ def fit_spread_factors(module, datamodule) -> dict[str, Any]:
 
 def calibrate(
     ckpt: str | os.PathLike,
-    method: str = "nll",
+    method: str = "ci",
     out: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
@@ -149,7 +149,10 @@ def calibrate(
 
     Args:
         ckpt: A ``gml fit`` checkpoint (file or run folder).
-        method: ``"nll"`` or ``"ci"`` (both are fitted and reported; this one is stored).
+        method: ``"ci"`` or ``"nll"`` (both are fitted and reported; this one is stored).
+            ``"ci"`` by default: on the real listening tests of ``docs/results-real.md`` its
+            factor gave the lower test CI RMSE of the two in every comparison, and the
+            ``"nll"`` factor did not reliably lower the test NLL either.
         out: Where to write the calibrated checkpoint.
         progress: Progress bars while computing features.
 

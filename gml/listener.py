@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from gml.data.cache import progress as progress_bar
+from gml.data.cache import progress_bar
 from gml.data.pair_audio import PairFeed
 from gml.errors import GMLWarning
 from gml.features.device import values_on

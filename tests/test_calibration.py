@@ -62,6 +62,15 @@ def test_calibrate_cli(tiny_run, tmp_path, capsys):
     assert (tmp_path / "c.ckpt").is_file()
 
 
+def test_calibrate_cli_stores_the_ci_factor_by_default(tiny_run, tmp_path, capsys):
+    out = tmp_path / "c.ckpt"
+    main(["calibrate", "--ckpt", str(tiny_run), "--out", str(out), "--no-progress"])
+    stored = [line for line in capsys.readouterr().out.splitlines() if "<- stored" in line]
+    assert len(stored) == 1 and stored[0].startswith("by CI error")
+    fit = torch.load(out, map_location="cpu", weights_only=False)[CALIBRATION_KEY]
+    assert fit["method"] == "ci" and fit["factor"] == pytest.approx(fit["ci"])
+
+
 def test_calibrate_names_its_output_and_what_the_factor_rests_on(tiny_run, tmp_path, capsys):
     import shutil
 

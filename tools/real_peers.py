@@ -105,7 +105,8 @@ def bss_peass(path: Path, test: str) -> pd.DataFrame:
 
 
 def _logistic(x, a, b, c, d):
-    return a + (b - a) / (1.0 + np.exp(-(x - c) / d))
+    with np.errstate(over="ignore"):  # saturates to a or b far from c
+        return a + (b - a) / (1.0 + np.exp(-(x - c) / d))
 
 
 def fit_mapping(x: np.ndarray, y: np.ndarray):
@@ -122,8 +123,12 @@ def fit_mapping(x: np.ndarray, y: np.ndarray):
     span = max(float(np.std(x)), 1e-6)
     p0 = [y.min(), y.max(), float(np.median(x)), sign * span] if sign > 0 else [
         y.max(), y.min(), float(np.median(x)), span]  # fmt: skip
+    import warnings
+
     try:
-        p, _ = curve_fit(_logistic, x, y, p0=p0, maxfev=20000)
+        with warnings.catch_warnings(), np.errstate(over="ignore"):
+            warnings.simplefilter("ignore")  # a poor fit falls back to the line below
+            p, _ = curve_fit(_logistic, x, y, p0=p0, maxfev=20000)
         if np.all(np.isfinite(p)):
             return lambda v: _logistic(np.asarray(v, dtype=float), *p)
     except (RuntimeError, ValueError):

@@ -21,7 +21,13 @@ def main(argv: list[str]) -> None:
         f"{MIN_ITEMS} items (too few to trust the factor).",
     )
     p.add_argument("--ckpt", required=True, help="checkpoint (best.ckpt) or run folder")
-    p.add_argument("--method", choices=("nll", "ci"), default="nll", help="factor to store")
+    p.add_argument(
+        "--method",
+        choices=("ci", "nll"),
+        default="ci",
+        help="factor to store: ci (default; fits the CI half-widths) or nll (the likelihood "
+        "of the individual scores); docs/results-real.md compares them on real tests",
+    )
     p.add_argument(
         "--out", help="calibrated checkpoint (default: NAME-calibrated.ckpt beside NAME.ckpt)"
     )

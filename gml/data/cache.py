@@ -131,7 +131,7 @@ class FeatureCache:
             todo[(ref, cod)] = f"{self.digest(ref)}|{self.digest(cod)}|{rate}"
         missing = [(pair, k) for pair, k in todo.items() if k not in known]
         if missing:
-            bar = _progress(len(missing), "codec delays", self.progress)
+            bar = progress_bar(len(missing), "codec delays", self.progress)
             with ThreadPoolExecutor(self.workers) as pool, _cancel_on_exit(pool):
                 futures = [(k, pool.submit(estimate_delay, *pair, rate)) for pair, k in missing]
                 for k, fut in futures:
@@ -200,7 +200,7 @@ class FeatureCache:
         self._save_stamps()
         if todo:
             self.dir.mkdir(parents=True, exist_ok=True)
-            bar = _progress(len(todo), "gammatone features", self.progress)
+            bar = progress_bar(len(todo), "gammatone features", self.progress)
             with torch.no_grad(), ThreadPoolExecutor(self.workers) as pool, _cancel_on_exit(pool):
                 # threads: decoding, resampling and the FFTs release the GIL
                 futures = [(it, pool.submit(self._compute, p, k, e)) for it, p, k, e in todo]
@@ -235,7 +235,9 @@ class _NoBar:
         pass
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def progress_bar(total: int, desc: str, enabled: bool):
+    """A progress bar over ``total`` files on stderr (a no-op when not ``enabled``, or
+    without tqdm), for the cache, the commands and the listener."""
     if not enabled:
         return _NoBar()
     try:
@@ -243,8 +245,3 @@ def _progress(total: int, desc: str, enabled: bool):
     except ImportError:  # tqdm comes with lightning; stay silent without it
         return _NoBar()
     return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, dynamic_ncols=True)
-
-
-#: A progress bar over ``total`` files on stderr (a no-op when not ``enabled``), for the
-#: commands and the listener.
-progress = _progress
