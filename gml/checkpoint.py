@@ -17,9 +17,9 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import Checkpoint
 
 from gml.atomic import atomic_write
-from gml.checkpoint_file import CONFIG_KEY, instantiate, read_checkpoint, read_config
+from gml.checkpoint_file import CONFIG_KEY, instantiate, load_model, read_checkpoint, read_config
 from gml.checkpoint_path import resolve_checkpoint
-from gml.errors import GMLError, Interrupted
+from gml.errors import Interrupted
 
 #: Key under which ``last.ckpt`` carries the run's ``metrics.csv`` as it was when written.
 METRICS_KEY = "gml_metrics_csv"
@@ -360,17 +360,7 @@ def load_module(ckpt_path: str | os.PathLike, map_location: Any = "cpu"):
     """
     from gml.module import GMLModule
 
-    path = resolve_checkpoint(ckpt_path)
-    ckpt = read_checkpoint(path, map_location="cpu")
-    cfg = read_config(ckpt)
-    model = instantiate(GMLModule, "model", cfg.get("model") or {}, str(path))
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except (KeyError, RuntimeError) as err:
-        raise GMLError(f"{path}: weights do not fit the configured model ({err})") from None
-    model.checkpoint_path = str(path.resolve())
-    model.checkpoint_config = cfg
-    return model.to(map_location).eval()
+    return load_model(GMLModule, ckpt_path, map_location)
 
 
 def build_datamodule(ckpt: str | os.PathLike | dict, **overrides: Any):

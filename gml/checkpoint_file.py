@@ -89,3 +89,28 @@ def instantiate(cls: type, key: str, section: dict, source: str) -> Any:
         raise GMLError(
             f"{source}: cannot rebuild the {key} from its configuration ({err})"
         ) from None
+
+
+def load_model(
+    cls: type, ckpt_path: str | os.PathLike, map_location: Any = "cpu", drop: tuple = ()
+) -> Any:
+    """Build ``cls`` from a checkpoint's ``model`` section (without the keys in ``drop``), load
+    its weights, and return it in eval mode on ``map_location``, with ``checkpoint_path`` and
+    ``checkpoint_config`` set.
+
+    Raises:
+        GMLError: not a gml checkpoint, a configuration that no longer builds, or weights that
+            do not fit the model exactly (the message names the file).
+    """
+    path = resolve_checkpoint(ckpt_path)
+    ckpt = read_checkpoint(path, map_location="cpu")
+    cfg = read_config(ckpt)
+    section = {k: v for k, v in (cfg.get("model") or {}).items() if k not in drop}
+    model = instantiate(cls, "model", section, str(path))
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, RuntimeError) as err:
+        raise GMLError(f"{path}: weights do not fit the configured model ({err})") from None
+    model.checkpoint_path = str(path.resolve())
+    model.checkpoint_config = cfg
+    return model.to(map_location).eval()

@@ -15,8 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gml.checkpoint_file import instantiate, read_checkpoint, read_config
-from gml.checkpoint_path import resolve_checkpoint
+from gml.checkpoint_file import load_model
 from gml.errors import GMLError
 from gml.features import GammatoneFrontend
 from gml.heads import DistributionHead, LogisticHead, SpreadScaled
@@ -118,19 +117,8 @@ def load_scoring_model(ckpt_path: str | os.PathLike, map_location: Any = "cpu") 
         GMLError: not a gml checkpoint, or its configuration no longer builds a model (the
             message names what failed).
     """
-    path = resolve_checkpoint(ckpt_path)
-    ckpt = read_checkpoint(path, map_location="cpu")
-    cfg = read_config(ckpt)
-    section = {k: v for k, v in (cfg.get("model") or {}).items() if k not in _TRAINING_ONLY}
-    model = instantiate(ScoringModel, "model", section, str(path))
     # the training-only parts have no weights; anything else must fit exactly
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except (KeyError, RuntimeError) as err:
-        raise GMLError(f"{path}: weights do not fit the configured model ({err})") from None
-    model.checkpoint_path = str(path.resolve())
-    model.checkpoint_config = cfg
-    return model.to(map_location).eval()
+    return load_model(ScoringModel, ckpt_path, map_location, drop=_TRAINING_ONLY)
 
 
 def check_members(members: Sequence[Any], names: Sequence[str] | None = None) -> None:
