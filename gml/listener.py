@@ -19,10 +19,9 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
@@ -52,6 +51,9 @@ from gml.scoring.statistics import (
 )
 from gml.scoring.threads import ThreadBudget
 from gml.stats import ci_halfwidth
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "PREDICTION_FIELDS",
@@ -379,6 +381,8 @@ class Listener:
             window_table = None
             if per_window:
                 rows = slice(int(first[i]), int(first[i] + counts[i]))
+                import pandas as pd  # only for per-window tables: scoring a pair needs none
+
                 window_table = pd.DataFrame(
                     {
                         "start": [s * hop_s for s, _ in pair.spans],
@@ -475,6 +479,8 @@ class Listener:
             bar.close()
         if single:
             return results[0]
+        import pandas as pd  # imported when a table is made (start-up of one pair)
+
         frame = pd.DataFrame([r.to_dict() for r in results])
         if per_window:
             frame["per_window"] = [r.per_window for r in results]

@@ -28,7 +28,8 @@ print(json.dumps({"mean": pred.mean, "modules": sorted(sys.modules)}))
 
 def test_loading_and_scoring_import_no_lightning(tiny_run, tmp_path):
     """``import gml; gml.load(ckpt).predict(...)`` in a fresh process: neither Lightning nor
-    the training module is imported, and the score is the one of the training module."""
+    the training module is imported (nor pandas: one pair makes no table), and the score is
+    the one of the training module."""
     ref, cod = write_pair(tmp_path, seconds=1.5)
     r = subprocess.run(
         [sys.executable, "-c", _SCORE_AND_LIST_MODULES, str(tiny_run), str(ref), str(cod)],
@@ -38,7 +39,9 @@ def test_loading_and_scoring_import_no_lightning(tiny_run, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
-    heavy = [m for m in out["modules"] if m.split(".")[0] in ("lightning", "pytorch_lightning")]
+    heavy = [
+        m for m in out["modules"] if m.split(".")[0] in ("lightning", "pytorch_lightning", "pandas")
+    ]
     assert heavy == []
     assert "gml.module" not in out["modules"] and "gml.checkpoint" not in out["modules"]
     from gml.listener import Listener

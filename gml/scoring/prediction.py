@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from torch.distributions import Distribution
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["PREDICTION_FIELDS", "Prediction"]
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor
 from torch.distributions import Categorical, Distribution, MixtureSameFamily
@@ -21,6 +21,9 @@ from torch.distributions import Categorical, Distribution, MixtureSameFamily
 from gml.features.device import values_on
 from gml.heads import EqualMixture
 from gml.stats import SCORE_RANGE, ci_halfwidth
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "FIGURES",
@@ -139,6 +142,8 @@ class Panels:
     def summary(self) -> pd.DataFrame:
         """One row per panel: ``panel, mean, ci95, low, high``; ``low, high`` is the panel's
         CI, ``mean ∓ ci95``, cut at 0 and 100 (as :func:`slider_interval`)."""
+        import pandas as pd  # a table only when asked for (start-up of one pair)
+
         return pd.DataFrame(
             {
                 "panel": np.arange(len(self.means)),
