@@ -10,25 +10,11 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from gml.augment import BatchAugment
+from gml.backbones import infer_out_features
 from gml.errors import GMLError
 from gml.features import GammatoneFrontend
-from gml.heads import DistributionHead, LogisticHead, SpreadScaled
+from gml.heads import DistributionHead, LogisticHead
 from gml.stats import SCORE_RANGE, ci_halfwidth
-
-
-def infer_out_features(backbone: nn.Module, num_bands: int = 32) -> int:
-    """The backbone's feature width: its ``out_features`` attribute, else one dry run."""
-    width = getattr(backbone, "out_features", None)
-    if isinstance(width, int):
-        return width
-    was_training = backbone.training
-    backbone.eval()
-    with torch.no_grad():
-        y = backbone(torch.zeros(1, 4, 2, num_bands, 16))
-    backbone.train(was_training)
-    if y.dim() != 2:
-        raise ValueError(f"backbone must return [B, D] features, returned shape {list(y.shape)}")
-    return int(y.shape[1])
 
 
 def randomized_pit(dist, scores: Tensor, seed: int = 1234567) -> Tensor:
@@ -130,9 +116,7 @@ class GMLModule(L.LightningModule):
         factor = self.spread_factor if factor is None else float(factor)
         if factor == 1.0:
             return self.head.distribution(params)
-        if hasattr(self.head, "spread_distribution"):  # location-scale heads: exact
-            return self.head.spread_distribution(params, factor)
-        return SpreadScaled(self.head.distribution(params), factor)
+        return self.head.spread_distribution(params, factor)
 
     # -- training -------------------------------------------------------------------------
 

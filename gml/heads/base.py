@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from gml.heads.distributions import SpreadScaled
 from gml.stats import ci_halfwidth
 
 Target = Literal["scores", "mean"]
@@ -57,6 +58,16 @@ class DistributionHead(nn.Module):
             params: ``[B, num_params]``; the distribution's batch shape is ``[B]``.
         """
         raise NotImplementedError  # abstract: each head defines its distribution
+
+    def spread_distribution(self, params: Tensor, factor: float) -> Distribution:
+        """The distribution for raw parameters with its spread multiplied by ``factor`` (a
+        calibrated spread), scaled around its mean by :class:`SpreadScaled`. Location-scale heads
+        override it with the exact form (the scale parameter times ``factor``).
+
+        Shape:
+            params: ``[B, num_params]`` → distribution with batch shape ``[B]``.
+        """
+        return SpreadScaled(self.distribution(params), factor)
 
     def forward(self, features: Tensor) -> Distribution:
         """Predict the score distribution of each stimulus.

@@ -191,7 +191,7 @@ class EqualMixture(Distribution):
 class SpreadScaled(Distribution):
     """``X' = μ + c·(X − μ)``: a distribution scaled by ``c`` around its mean.
 
-    How :meth:`gml.module.GMLModule.spread_distribution` applies a calibrated spread factor
+    How :meth:`DistributionHead.spread_distribution` applies a calibrated spread factor
     (:mod:`gml.calibration`) to heads that have no exact scaled form (location-scale heads
     scale their scale parameter instead).
 

@@ -15,10 +15,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gml.backbones import infer_out_features
 from gml.checkpoint_file import load_model
 from gml.errors import GMLError
 from gml.features import GammatoneFrontend
-from gml.heads import DistributionHead, LogisticHead, SpreadScaled
+from gml.heads import DistributionHead, LogisticHead
 
 __all__ = ["ScoringModel", "check_members", "load_scoring_model"]
 
@@ -54,7 +55,7 @@ class ScoringModel(nn.Module):
             backbone = InSENet("paper", num_bands=self.frontend.num_bands)
         self.backbone = backbone
         self.head = head if head is not None else LogisticHead()
-        self.head.build(_out_features(backbone, self.frontend.num_bands))
+        self.head.build(infer_out_features(backbone, self.frontend.num_bands))
         #: The file the weights came from (:func:`load_scoring_model`).
         self.checkpoint_path: str | None = None
         #: The configuration the checkpoint carries (:func:`load_scoring_model`).
@@ -75,9 +76,7 @@ class ScoringModel(nn.Module):
         factor = self.spread_factor if factor is None else float(factor)
         if factor == 1.0:
             return self.head.distribution(params)
-        if hasattr(self.head, "spread_distribution"):  # location-scale heads: exact
-            return self.head.spread_distribution(params, factor)
-        return SpreadScaled(self.head.distribution(params), factor)
+        return self.head.spread_distribution(params, factor)
 
     def forward(self, features: Tensor):
         """Score distribution of each stimulus (the head in float32, as in training).
@@ -88,19 +87,6 @@ class ScoringModel(nn.Module):
         embedding = self.backbone(features)
         with torch.autocast(device_type=embedding.device.type, enabled=False):
             return self.spread_distribution(self.head.proj(embedding.float()))
-
-
-def _out_features(backbone: nn.Module, num_bands: int) -> int:
-    """The backbone's feature width: its ``out_features`` attribute, else one dry run."""
-    width = getattr(backbone, "out_features", None)
-    if isinstance(width, int):
-        return width
-    was_training = backbone.training
-    backbone.eval()
-    with torch.no_grad():
-        y = backbone(torch.zeros(1, 4, 2, num_bands, 16))
-    backbone.train(was_training)
-    return int(y.shape[1])
 
 
 def load_scoring_model(ckpt_path: str | os.PathLike, map_location: Any = "cpu") -> ScoringModel:
