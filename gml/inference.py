@@ -23,7 +23,7 @@ _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
-def fold_batchnorm(module: nn.Module) -> nn.Module:
+def fold_batchnorm(module: nn.Module, in_place: bool = False) -> nn.Module:
     """An eval-mode copy of ``module`` with every batch norm that directly follows a
     convolution inside an ``nn.Sequential`` folded into that convolution.
 
@@ -33,11 +33,13 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
 
     Args:
         module: A network (in any mode).
+        in_place: Fold ``module`` itself (a network built for inference only) instead of a
+            copy.
 
     Returns:
-        The folded copy, in eval mode.
+        The folded network, in eval mode.
     """
-    folded = copy.deepcopy(module).eval()
+    folded = (module if in_place else copy.deepcopy(module)).eval()
     for seq in [m for m in folded.modules() if isinstance(m, nn.Sequential)]:
         for i in range(len(seq) - 1):
             conv, norm = seq[i], seq[i + 1]

@@ -113,6 +113,10 @@ class Listener:
             the model moves to its device, so that the first list does not wait for them)
             and are kept for the next list until :meth:`close`, the end of a ``with``
             block, or the listener is garbage-collected.
+        copy_networks: Prepare copies of the backbones for inference (batch norm folded,
+            the CPU trunk), leaving the modules passed in as they are. ``False`` prepares
+            the modules' own backbones instead, which saves a copy of each network: for
+            modules built only for this listener (:func:`load` does so).
 
     Long excerpts: a pair longer than ``window_seconds`` is cut into windows of that length
     with ``window_overlap`` overlap (the last window ends at the end of the excerpt); each
@@ -134,6 +138,7 @@ class Listener:
         prefetch: bool = True,
         bf16: bool = False,
         workers: int | None = None,
+        copy_networks: bool = True,
     ):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -179,9 +184,11 @@ class Listener:
             self._reading_feed().start()
         # (Module.to moves in place: self.module and self.frontend move with their member)
         self.members = [m.to(self.device).eval() for m in members]
-        # inference copies of the backbones with batch norm folded into the convolutions
-        # (the same function with less work; the modules passed in are not changed)
-        self._backbones = [fold_batchnorm(m.backbone) for m in self.members]
+        # inference versions of the backbones with batch norm folded into the convolutions
+        # (the same function with less work; copies unless the modules are ours alone)
+        self._backbones = [
+            fold_batchnorm(m.backbone, in_place=not copy_networks) for m in self.members
+        ]
         if self.device.type == "cpu":  # InSE-Net's CPU trunk (cpu_trunk)
             self._backbones = [cpu_trunk(net, in_place=True) for net in self._backbones]
         self._memory = FeatureMemory(4)
@@ -584,6 +591,8 @@ def load(
     # align codec delays as the training data were aligned (an explicit align= wins)
     config = members[0].checkpoint_config or {}
     kwargs.setdefault("align", bool((config.get("data") or {}).get("align", True)))
+    # the networks were built for this listener alone: prepared in place, not copied
+    kwargs.setdefault("copy_networks", False)
     return Listener(members if len(members) > 1 else members[0], device=device, **kwargs)
 
 

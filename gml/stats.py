@@ -6,7 +6,8 @@ two-sided t-based 95 % confidence-interval half-width ``t((1 + level) / 2, N - 1
 The predicted CI half-width uses the same formula with the model's standard deviation and the
 same ``N``. Stimuli with ``N < 2`` have no CI: every function here returns NaN for them.
 
-Only torch, numpy and scipy are used. Functions accept Python numbers, numpy arrays or torch
+Only torch and numpy are used (the t quantile is :mod:`gml.student_t`'s, not scipy's: importing
+scipy.special would cost a fresh process a few tenths of a second). Functions accept Python numbers, numpy arrays or torch
 tensors and return the same kind (a tensor as soon as one argument is a tensor).
 """
 
@@ -16,7 +17,8 @@ import sys
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-from scipy.special import stdtrit
+
+from gml.student_t import t_upper_quantile
 
 if TYPE_CHECKING:  # torch is imported only where a tensor is handled: reading a manifest
     import torch  # (pandas in, pandas out) must not pay for it
@@ -58,7 +60,7 @@ def _t_ppf(n: np.ndarray, level: float) -> np.ndarray:
     """Two-sided t quantile for ``n`` listeners in float64; NaN where ``n < 2`` or ``n`` is NaN."""
     n = np.asarray(n, dtype=np.float64)
     valid = n >= 2  # False for NaN
-    q = stdtrit(np.where(valid, n - 1.0, 1.0), 0.5 * (1.0 + level))  # the t quantile
+    q = t_upper_quantile(np.where(valid, n - 1.0, 1.0), 0.5 * (1.0 + level))
     return np.where(valid, q, np.nan)
 
 
@@ -78,7 +80,7 @@ def _float_dtype(t: Tensor) -> torch.dtype:
 def t_quantile(n_listeners: ArrayLike, level: float = 0.95) -> ArrayLike:
     """Two-sided Student-t quantile ``t((1 + level) / 2, N - 1)`` for ``N`` listeners.
 
-    Computed in float64 with :func:`scipy.special.stdtrit` (a tensor input is copied to the CPU for
+    Computed in float64 by :func:`gml.student_t.t_upper_quantile` (a tensor input is copied to the CPU for
     this, which synchronises a CUDA stream; the values are few and cheap).
 
     Args:

@@ -210,3 +210,15 @@ def test_a_batch_of_pairs_of_different_lengths_gives_each_pairs_delay():
     assert [g.samples for g in got] == [e.samples for e in expected] == [300, -1200, 0, 4000]
     for g, e in zip(got, expected):
         assert g.correlation == pytest.approx(e.correlation, abs=1e-9)
+
+
+def test_fast_length_is_scipys_next_fast_len_for_real_ffts():
+    """The FFT length of the delay search (numpy's FFT, without importing scipy.fft) is the
+    one scipy would choose: the smallest 5-smooth number not below n."""
+    from scipy.fft import next_fast_len
+
+    from gml.features.delay import fast_length
+
+    rng = np.random.default_rng(0)
+    for n in [*range(1, 3000), *rng.integers(3000, 10**7, 500).tolist()]:
+        assert fast_length(n) == next_fast_len(n, real=True), n

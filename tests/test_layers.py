@@ -29,6 +29,7 @@ FLOORS = {
     "gml.errors": 0,
     "gml.atomic": 0,
     "gml.stats": 0,
+    "gml.student_t": 0,
     "gml.quiet": 0,
     "gml.progress": 0,
     "gml.text_table": 0,

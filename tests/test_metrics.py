@@ -140,6 +140,30 @@ def test_t_quantile_matches_scipy_and_keeps_kind() -> None:
         t_quantile(5, level=1.0)
 
 
+def test_numpy_t_quantile_matches_scipy_everywhere() -> None:
+    """gml's own t quantile (no scipy on the scoring path) against scipy over integer and
+    fractional degrees of freedom, both sides of the switch to the expansion, and the levels
+    anyone asks for; closed forms for 1 and 2 degrees of freedom."""
+    from gml.student_t import t_upper_quantile
+
+    df = np.concatenate(
+        [np.arange(1, 130), [1.0001, 1.5, 2.5, 3.3, 7.7, 999.0, 999.99, 1000.0, 1e4, 1e6, 1e12]]
+    )
+    for level in (0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 0.99999, 1 - 1e-9):
+        p = 0.5 * (1 + level)
+        np.testing.assert_allclose(t_upper_quantile(df, p), scipy.stats.t.ppf(p, df), rtol=1e-10)
+        cauchy = 1 / math.tan(math.pi * (1 - p))  # from its tail, as gml solves it
+        assert t_upper_quantile(np.array([1.0]), p)[0] == pytest.approx(cauchy, rel=1e-10)
+        two = (2 * p - 1) / math.sqrt(2 * p * (1 - p))
+        assert t_upper_quantile(np.array([2.0]), p)[0] == pytest.approx(two, rel=1e-10)
+    assert t_upper_quantile(np.array([3.0, 50.0]), 0.5).tolist() == [0.0, 0.0]
+    assert t_upper_quantile(np.ones((2, 3)) * 9, 0.975).shape == (2, 3)
+    with pytest.raises(ValueError):
+        t_upper_quantile(np.array([0.5]), 0.975)
+    with pytest.raises(ValueError):
+        t_upper_quantile(np.array([5.0]), 0.4)
+
+
 def test_ci_halfwidth_matches_scipy_interval() -> None:
     rng = np.random.default_rng(1)
     for n in (2, 3, 5, 13, 40):

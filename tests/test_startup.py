@@ -28,8 +28,8 @@ print(json.dumps({"mean": pred.mean, "modules": sorted(sys.modules)}))
 
 def test_loading_and_scoring_import_no_lightning(tiny_run, tmp_path):
     """``import gml; gml.load(ckpt).predict(...)`` in a fresh process: neither Lightning nor
-    the training module is imported (nor pandas: one pair makes no table), and the score is
-    the one of the training module."""
+    the training module is imported (nor pandas: one pair makes no table, nor the slow parts
+    of scipy and jsonargparse), and the score is the one of the training module."""
     ref, cod = write_pair(tmp_path, seconds=1.5)
     r = subprocess.run(
         [sys.executable, "-c", _SCORE_AND_LIST_MODULES, str(tiny_run), str(ref), str(cod)],
@@ -43,6 +43,11 @@ def test_loading_and_scoring_import_no_lightning(tiny_run, tmp_path):
         m for m in out["modules"] if m.split(".")[0] in ("lightning", "pytorch_lightning", "pandas")
     ]
     assert heavy == []
+    # nor what costs a fresh process tenths of a second and scoring does not need: scipy's
+    # special functions and FFT (gml.student_t, numpy's FFT), jsonargparse's parser (a
+    # checkpoint's resolved configuration is built directly)
+    slow = {"scipy.special", "scipy.fft", "scipy.stats", "jsonargparse"}
+    assert slow.isdisjoint(out["modules"])
     assert "gml.module" not in out["modules"] and "gml.checkpoint" not in out["modules"]
     from gml.listener import Listener
 
@@ -86,3 +91,64 @@ def test_a_file_that_is_not_a_checkpoint_is_refused_at_once(tmp_path, content):
     seconds, torch_imported = r.stdout.split()
     assert float(seconds) < 1.0 and torch_imported == "False"
     assert elapsed < 10.0  # interpreter start and `import gml` included, on a busy machine
+
+
+def test_parameters_are_left_uninitialised_only_in_the_calling_thread():
+    """Building a model whose weights are loaded next skips the random initialisation of its
+    parameters, in the building thread alone, and leaves torch.nn.init as it was."""
+    import threading
+
+    from torch import nn
+
+    from gml.checkpoint_file import parameters_uninitialised
+
+    before = nn.init.kaiming_uniform_
+    built = {}
+    with parameters_uninitialised():
+        torch.manual_seed(0)
+        mine = nn.Linear(64, 64)
+        other = threading.Thread(target=lambda: built.update(layer=nn.Linear(64, 64)))
+        other.start()
+        other.join()
+        norm = nn.BatchNorm1d(8)
+    assert nn.init.kaiming_uniform_ is before
+    torch.manual_seed(0)
+    fresh = nn.Linear(64, 64)
+    assert not torch.equal(mine.weight, fresh.weight)  # not initialised
+    # the other thread initialised as usual: kaiming-uniform bounds, not raw memory
+    assert built["layer"].weight.abs().max() <= 1 / 8 + 1e-6 and built["layer"].weight.std() > 0
+    assert torch.equal(norm.running_var, torch.ones(8))  # buffers as usual
+
+
+def test_a_hand_written_configuration_still_builds_through_jsonargparse():
+    """A section that is not the resolved class_path/init_args form (a short form written by
+    hand) is built by jsonargparse; a wrong key is reported in one line naming the file."""
+    from gml.checkpoint_file import instantiate
+    from gml.scoring.model import ScoringModel
+
+    model = instantiate(
+        ScoringModel,
+        "model",
+        {"backbone": {"class_path": "gml.backbones.InSENet"}, "head": "gml.heads.GaussianHead"},
+        "hand.yaml",
+    )
+    assert type(model.head).__name__ == "GaussianHead"
+    with pytest.raises(GMLError, match="hand.yaml: cannot rebuild the model"):
+        instantiate(ScoringModel, "model", {"no_such_key": 1}, "hand.yaml")
+
+
+def test_gml_predict_as_its_own_process_writes_its_result_whole(tiny_run, tmp_path):
+    """``gml predict`` run as a process (which skips the interpreter's last garbage walk)
+    prints its result and leaves a complete, strictly parseable JSON file."""
+    ref, cod = write_pair(tmp_path, seconds=1.5)
+    out = tmp_path / "p.json"
+    r = subprocess.run(
+        [sys.executable, "-m", "gml", "predict", "--ckpt", str(tiny_run)]
+        + ["--reference", str(ref), "--coded", str(cod), "--out", str(out), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "mean" in r.stdout
+    json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))

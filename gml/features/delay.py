@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import fft as sp_fft
 
 from gml.features.audio import check_finite, resample_factors
 from gml.features.device import values_on
@@ -98,6 +97,22 @@ def _decimated(mono: np.ndarray, factor: int) -> np.ndarray:
     return (up[:-1] + down[1:]) / factor**2
 
 
+def fast_length(n: int) -> int:
+    """The smallest ``2^a · 3^b · 5^c ≥ n``: a length the real FFTs do fast (numpy's FFT,
+    not scipy's, whose import costs a fresh process about a third of a second)."""
+    best = 1 << max(0, int(n) - 1).bit_length()  # the next power of two
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = -(-int(n) // p35)  # ceil(n / p35), then up to a power of two
+            candidate = p35 * (1 << max(0, m - 1).bit_length())
+            best = min(best, candidate)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
 def _at_rate(mono: np.ndarray, file_rate: int, rate: int | None) -> np.ndarray:
     if rate is None or file_rate == rate:
         return mono
@@ -115,8 +130,8 @@ def _xcorr(ref: np.ndarray, cod: np.ndarray, max_lag: int) -> tuple[np.ndarray, 
     size - max(len(ref), len(cod))``, so the FFT only needs ``max(len) + max_lag`` points
     (rounded up to a fast size), not ``len(ref) + len(cod)``: about 3x fewer.
     """
-    size = sp_fft.next_fast_len(max(len(ref), len(cod)) + max_lag + 1, real=True)
-    c = sp_fft.irfft(np.conj(sp_fft.rfft(ref, size)) * sp_fft.rfft(cod, size), size)
+    size = fast_length(max(len(ref), len(cod)) + max_lag + 1)
+    c = np.fft.irfft(np.conj(np.fft.rfft(ref, size)) * np.fft.rfft(cod, size), size)
     lags = np.arange(-max_lag, max_lag + 1)
     return lags, c[lags % size]
 
@@ -317,7 +332,7 @@ def _batched_xcorr(ref: torch.Tensor, cod: torch.Tensor, max_lag: int) -> torch.
         ref: ``[B, n]``, cod: ``[B, m]`` float64 → ``[B, size]``, ``size >= max(n, m) +
         max_lag + 1``.
     """
-    size = sp_fft.next_fast_len(max(ref.shape[1], cod.shape[1]) + max_lag + 1, real=True)
+    size = fast_length(max(ref.shape[1], cod.shape[1]) + max_lag + 1)
     spectrum = torch.fft.rfft(ref, size).conj() * torch.fft.rfft(cod, size)
     return torch.fft.irfft(spectrum, size)
 

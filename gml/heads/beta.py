@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.special
 import torch
 from torch import Tensor
 from torch.distributions import Beta, Distribution, constraints
@@ -125,6 +124,8 @@ class ScaledBeta(Distribution):
         Shape:
             value: broadcastable with the batch shape.
         """
+        import scipy.special  # here, not on top: every head module is imported to score a pair
+
         like = self.base.concentration1
         value = torch.as_tensor(value, dtype=like.dtype, device=like.device)
         x, a, b = torch.broadcast_tensors(
