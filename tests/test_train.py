@@ -87,6 +87,28 @@ def test_a_shipped_variant_stacks_on_gml_yaml():
     assert set(BASES) <= {p.stem for p in shipped.glob("*.yaml")}
 
 
+def test_the_listening_test_configuration_is_the_measured_row(tmp_path, monkeypatch, capsys):
+    """``listening-test`` stacks gml.yaml, censored.yaml and itself, and resolves to the setting
+    of the rows docs/results-real.md measured (censored head, small preset, panels, 40 epochs,
+    Adam 3e-4, batch 8, L/R swap, no CutMix)."""
+    shipped = configs_dir()
+    assert config_stack(["listening-test"]) == [
+        str(shipped / f"{n}.yaml") for n in ("gml", "censored", "listening-test")
+    ]
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as done:
+        main(["fit", "--config", "listening-test", "--print_config"])
+    assert done.value.code == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["model"]["head"]["class_path"] == "gml.heads.CensoredLogisticHead"
+    assert cfg["model"]["backbone"]["init_args"]["preset"] == "small"
+    assert cfg["model"]["optimizer"]["init_args"]["lr"] == pytest.approx(3e-4)
+    assert [a["class_path"] for a in cfg["model"]["augment"]] == ["gml.augment.ChannelSwap"]
+    assert cfg["data"]["train_on"] == "panels" and cfg["data"]["batch_size"] == 8
+    assert cfg["trainer"]["max_epochs"] == 40
+    assert cfg["trainer"]["logger"]["init_args"]["name"] == "listening-test"
+
+
 def test_gml_fit_with_a_variant_uses_the_paper_setup(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # no configs/ folder here: found by name
     with pytest.raises(SystemExit) as done:

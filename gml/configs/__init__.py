@@ -15,19 +15,23 @@ from gml.errors import GMLError
 
 __all__ = ["BASES", "config_stack", "configs_dir", "resolve_config"]
 
-#: Shipped configurations stacked on another one (file stem → its base's stem).
+#: Shipped configurations stacked on another one (file stem → its base's stem; a base may
+#: have its own).
 BASES = {
-    name: "gml"
-    for name in (
-        "beta",
-        "censored",
-        "cutmix",
-        "gaussian",
-        "mixture",
-        "mixup",
-        "nongml",
-        "nongml_cutmix",
-    )
+    **{
+        name: "gml"
+        for name in (
+            "beta",
+            "censored",
+            "cutmix",
+            "gaussian",
+            "mixture",
+            "mixup",
+            "nongml",
+            "nongml_cutmix",
+        )
+    },
+    "listening-test": "censored",
 }
 
 
