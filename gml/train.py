@@ -127,14 +127,13 @@ class GMLCLI(LightningCLI):
         if not isinstance(args, _FitRequest):
             super().parse_arguments(parser, args)  # a command line (gml fit / test / validate)
             return
-        # fit(): the configuration files stacked in order, as repeated --config would (each file
-        # read unchecked, as jsonargparse's own --config reads it: a variant alone is partial;
-        # the merged whole is checked below), then the overrides set on the parsed
-        # configuration (so a nested class keeps its class_path)
+        # fit(): the configuration files stacked in order, parsed as repeated --config options
+        # are (a later file that sets only some init_args of a class, as listening-test.yaml
+        # the backbone's preset, updates the class an earlier file chose), then the overrides
+        # set on the parsed configuration (so a nested class keeps its class_path), and the
+        # whole checked again
         sub = self._parser("fit" if self._runs else None)
-        cfg = sub.get_defaults()
-        for path in args.configs:
-            cfg = sub.merge_config(sub.parse_path(path, defaults=False, _skip_validation=True), cfg)
+        cfg = sub.parse_args([a for path in args.configs for a in ("--config", path)])
         for key, value in args.overrides.items():
             _set(cfg, key, value)
         cfg = sub.parse_object({}, namespace=cfg)

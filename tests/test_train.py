@@ -109,6 +109,23 @@ def test_the_listening_test_configuration_is_the_measured_row(tmp_path, monkeypa
     assert cfg["trainer"]["logger"]["init_args"]["name"] == "listening-test"
 
 
+def test_from_python_a_later_file_updates_the_class_an_earlier_one_chose():
+    """``fit``/``configure`` stack files as repeated ``--config`` does: listening-test.yaml sets
+    only the backbone's preset, and the backbone stays gml.yaml's InSE-Net (``gml cv`` trains
+    through this path)."""
+    from gml.backbones import InSENet
+    from gml.heads import CensoredLogisticHead
+    from gml.train import configure
+
+    model, data = configure("listening-test", data={"progress": False})
+    assert isinstance(model.backbone, InSENet)
+    size = sum(p.numel() for p in model.backbone.parameters())
+    small = sum(p.numel() for p in InSENet("small").parameters())
+    assert size == small  # the preset small, not gml.yaml's paper
+    assert isinstance(model.head, CensoredLogisticHead)
+    assert data.train_on == "panels"
+
+
 def test_gml_fit_with_a_variant_uses_the_paper_setup(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # no configs/ folder here: found by name
     with pytest.raises(SystemExit) as done:
