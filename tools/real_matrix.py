@@ -245,7 +245,12 @@ def run_pool(jobs: list[dict], args) -> None:
         if not pending and not running:
             break
         time.sleep(1.0)
-    done = sorted(p.parent.name for p in (Path(args.root) / "results").glob("*/status.json"))
+
+    def succeeded(job: dict) -> bool:
+        status = results / job["id"] / "status.json"
+        return status.is_file() and json.loads(status.read_text()).get("done", False)
+
+    done = [job["id"] for job in jobs if succeeded(job)]  # this run's jobs, not earlier ones
     print(f"finished {len(done)} of {len(jobs)} jobs in {time.monotonic() - start:.0f} s")
 
 
