@@ -10,10 +10,10 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from gml.augment import BatchAugment
-from gml.backbones import infer_out_features
 from gml.errors import GMLError
 from gml.features import GammatoneFrontend
-from gml.heads import DistributionHead, LogisticHead
+from gml.heads import DistributionHead
+from gml.network import ListenerNetwork
 from gml.stats import SCORE_RANGE, ci_halfwidth
 
 
@@ -36,7 +36,7 @@ def randomized_pit(dist, scores: Tensor, seed: int = 1234567) -> Tensor:
     return lower + u * jump
 
 
-class GMLModule(L.LightningModule):
+class GMLModule(ListenerNetwork, L.LightningModule):
     """The Generative Machine Listener: frontend settings, backbone and head in one module.
 
     The frontend belongs to the model: its settings are saved in the checkpoint with the
@@ -69,56 +69,9 @@ class GMLModule(L.LightningModule):
         spread_factor: float = 1.0,
     ):
         super().__init__()
-        if not spread_factor > 0:
-            raise ValueError(f"spread_factor must be positive, got {spread_factor}")
-        self.spread_factor = float(spread_factor)
-        self.frontend = frontend if frontend is not None else GammatoneFrontend()
-        if backbone is None:
-            from gml.backbones import InSENet
-
-            backbone = InSENet("paper", num_bands=self.frontend.num_bands)
-        self.backbone = backbone
-        self.head = head if head is not None else LogisticHead()
-        self.head.build(infer_out_features(backbone, self.frontend.num_bands))
+        self.set_up_network(backbone, head, frontend, spread_factor)
         self.augment = list(augment or [])
         self.optimizer_factory = optimizer
-        #: Set by :func:`gml.checkpoint.load_module`: the file the weights came from.
-        self.checkpoint_path: str | None = None
-        #: Set by :func:`gml.checkpoint.load_module`: the configuration the checkpoint carries.
-        self.checkpoint_config: dict | None = None
-
-    @property
-    def train_target(self) -> str:
-        """What the head trains on: ``"scores"`` (individual) or ``"mean"``."""
-        return self.head.target
-
-    def forward(self, features: Tensor):
-        """Score distribution of each stimulus.
-
-        The head (projection, distribution, and so the NLL) runs in float32 even under mixed
-        precision (``trainer.precision: bf16-mixed``): scales, logs and softplus tails lose too
-        much in bfloat16.
-
-        Shape:
-            features: ``[B, 4, 2, bands, T]`` → distribution with batch shape ``[B]``.
-        """
-        embedding = self.backbone(features)
-        with torch.autocast(device_type=embedding.device.type, enabled=False):
-            return self.spread_distribution(self.head.proj(embedding.float()))
-
-    def spread_distribution(self, params: Tensor, factor: float | None = None):
-        """The head's distribution for raw parameters, its spread multiplied by ``factor``
-        (default: this model's calibrated :attr:`spread_factor`).
-
-        Shape:
-            params: ``[B, num_params]`` → distribution with batch shape ``[B]``.
-        """
-        factor = self.spread_factor if factor is None else float(factor)
-        if factor == 1.0:
-            return self.head.distribution(params)
-        return self.head.spread_distribution(params, factor)
-
-    # -- training -------------------------------------------------------------------------
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         if self.augment and self._trainer is not None and self._trainer.training:

@@ -44,6 +44,7 @@ FLOORS = {
     "gml.metrics": 1,
     # data feeds the module and knows no command
     "gml.data": 2,
+    "gml.network": 2,
     "gml.module": 3,
     "gml.checkpoint": 4,
     "gml.checkpoint_file": 4,

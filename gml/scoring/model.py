@@ -12,14 +12,13 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
-from gml.backbones import infer_out_features
 from gml.checkpoint_file import load_model
 from gml.errors import GMLError
 from gml.features import GammatoneFrontend
-from gml.heads import DistributionHead, LogisticHead
+from gml.heads import DistributionHead
+from gml.network import ListenerNetwork
 
 __all__ = ["ScoringModel", "check_members", "load_scoring_model"]
 
@@ -27,7 +26,7 @@ __all__ = ["ScoringModel", "check_members", "load_scoring_model"]
 _TRAINING_ONLY = ("augment", "optimizer")
 
 
-class ScoringModel(nn.Module):
+class ScoringModel(ListenerNetwork, nn.Module):
     """Frontend, backbone and head of a trained listener, for scoring.
 
     Args:
@@ -45,48 +44,7 @@ class ScoringModel(nn.Module):
         spread_factor: float = 1.0,
     ):
         super().__init__()
-        if not spread_factor > 0:
-            raise ValueError(f"spread_factor must be positive, got {spread_factor}")
-        self.spread_factor = float(spread_factor)
-        self.frontend = frontend if frontend is not None else GammatoneFrontend()
-        if backbone is None:
-            from gml.backbones import InSENet
-
-            backbone = InSENet("paper", num_bands=self.frontend.num_bands)
-        self.backbone = backbone
-        self.head = head if head is not None else LogisticHead()
-        self.head.build(infer_out_features(backbone, self.frontend.num_bands))
-        #: The file the weights came from (:func:`load_scoring_model`).
-        self.checkpoint_path: str | None = None
-        #: The configuration the checkpoint carries (:func:`load_scoring_model`).
-        self.checkpoint_config: dict | None = None
-
-    @property
-    def train_target(self) -> str:
-        """What the head was trained on: ``"scores"`` (individual) or ``"mean"``."""
-        return self.head.target
-
-    def spread_distribution(self, params: Tensor, factor: float | None = None):
-        """The head's distribution for raw parameters, its spread multiplied by ``factor``
-        (default: :attr:`spread_factor`), as ``GMLModule.spread_distribution``.
-
-        Shape:
-            params: ``[B, num_params]`` → distribution with batch shape ``[B]``.
-        """
-        factor = self.spread_factor if factor is None else float(factor)
-        if factor == 1.0:
-            return self.head.distribution(params)
-        return self.head.spread_distribution(params, factor)
-
-    def forward(self, features: Tensor):
-        """Score distribution of each stimulus (the head in float32, as in training).
-
-        Shape:
-            features: ``[B, 4, 2, bands, T]`` → distribution with batch shape ``[B]``.
-        """
-        embedding = self.backbone(features)
-        with torch.autocast(device_type=embedding.device.type, enabled=False):
-            return self.spread_distribution(self.head.proj(embedding.float()))
+        self.set_up_network(backbone, head, frontend, spread_factor)
 
 
 def load_scoring_model(ckpt_path: str | os.PathLike, map_location: Any = "cpu") -> ScoringModel:
