@@ -46,10 +46,11 @@ def load(folders: list[Path]) -> tuple[dict, dict]:
     baselines: dict = {}
     members_of: dict = {}
     for folder in folders:
-        jobs = {}
+        jobs, walls = {}, {}
         for status in folder.glob("*/status.json"):
             state = json.loads(status.read_text())
             jobs[status.parent.name] = state["job"]
+            walls[status.parent.name] = state.get("wall_s")
         for job_id, job in jobs.items():
             if job.get("kind") in ("ensemble", "collect"):
                 members_of[job_id] = [jobs[m] for m in job["members"] if m in jobs]
@@ -67,6 +68,10 @@ def load(folders: list[Path]) -> tuple[dict, dict]:
             elif job.get("kind") == "collect":
                 member = members_of[job_id][0]
                 test, label, variant = member["test"], _label(member), "single"
+                # the folds trained as separate jobs: their time, not the pooling's
+                fold_walls = [walls.get(m) for m in job["members"]]
+                if fold_walls and None not in fold_walls:
+                    wall = sum(fold_walls)
             elif job.get("kind") == "transfer":
                 target = variant.split("-on-")[1]
                 test, label = target, f"trained on {job['train']}: {_label(job)}"
