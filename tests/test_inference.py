@@ -57,6 +57,42 @@ def test_fold_batchnorm_same_function_original_untouched(small_net):
     assert small_net.branches[0].trunk[1][1].__class__ is nn.BatchNorm2d
 
 
+def test_fold_batchnorm_in_place_folds_the_network_itself(small_net):
+    """``in_place=True`` (a network built for inference only) folds the module given, with
+    the same function as the copy."""
+    x = torch.rand(2, 4, 2, 32, 60) * 60
+    net = copy.deepcopy(small_net)
+    with torch.no_grad():
+        ref = small_net(x)
+        folded = fold_batchnorm(net, in_place=True)
+        out = folded(x)
+    assert folded is net
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == 1
+    assert torch.allclose(out, ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
+
+
+def test_a_loaded_listener_prepares_its_own_networks_and_a_given_module_is_copied(
+    tiny_run, tmp_path
+):
+    """``gml.load`` builds the networks for the listener alone and prepares them in place (no
+    copy: its members' backbones are the folded ones); a module handed to ``Listener`` is left
+    as it was (its batch norms stay), and both score a pair alike."""
+    from gml.listener import Listener
+    from gml.scoring.model import load_scoring_model
+
+    def norms(module: nn.Module) -> int:
+        return sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+    loaded = gml.load(tiny_run, device="cpu")
+    given = load_scoring_model(tiny_run)
+    before = norms(given.backbone)
+    lis = Listener(given, device="cpu")
+    assert norms(given.backbone) == before > norms(loaded.module.backbone)
+    ref, cod = write_pair(tmp_path, seconds=1.5)
+    a, b = loaded.predict(ref, cod), lis.predict(ref, cod)
+    assert a.mean == pytest.approx(b.mean, abs=1e-4) and a.std == pytest.approx(b.std, abs=1e-4)
+
+
 def test_fold_batchnorm_leaves_other_patterns():
     """A user's network: a conv followed by a norm of another width, a norm first, a
     norm after a linear layer; nothing of it may change."""
